@@ -1,0 +1,143 @@
+/*  =========================================================================
+    relais_store - one LMDB environment per service: state, event log,
+    checkpoints
+
+    @header
+    Wraps one LMDB environment (one folder) with named databases. Every
+    write goes through relais_store_write (), which runs a callback inside
+    one write transaction and commits it with LMDB's default durability
+    (data fdatasync, then the meta page) - never NOSYNC, never WRITEMAP.
+    On MDB_MAP_FULL the transaction is aborted, the map doubled (up to the
+    configured cap) and the callback run again, so callbacks must be
+    re-runnable: they may only change memory through the txn hooks below.
+    The store also holds the service's event log ("log": key = sequence,
+    big-endian, contiguous from 1) and the subscriber checkpoints
+    ("ckpt": key = source name, value = last applied sequence).
+    @discuss
+    Only this file includes lmdb.h. Databases are addressed by the index of
+    their name in the list given to relais_store_new (). Stale reader slots
+    left by a killed process are cleared at open and by relais_store_tick ().
+    Names "meta", "log" and "ckpt" are the store's own: a service listing
+    them is a bug (abort). A failed put/del (other than MAP_FULL, which
+    retries) fails the whole write even if the callback ignores it.
+    A map grown before a restart keeps its size (LMDB records it in the
+    file); map_size only raises it. Growth takes a lock that excludes
+    relais_store_read, so reads on other threads never see the map move;
+    calling relais_store_write from inside a read callback is a bug (abort).
+    =========================================================================
+*/
+#ifndef RELAIS_STORE_H_INCLUDED
+#define RELAIS_STORE_H_INCLUDED
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "relais_err.h"
+
+typedef struct relais_store_t relais_store_t;
+typedef struct relais_txn_t relais_txn_t;
+
+#define RELAIS_STORE_SCHEMA_VERSION 1
+#define RELAIS_STORE_MAX_DBS 16
+
+typedef struct {
+    size_t map_size;            //  initial map size in bytes (0: 64 MiB)
+    size_t map_max;             //  cap for growth (0: 64 GiB)
+    const char *const *dbs;     //  NULL-terminated names of the service's databases
+} relais_store_opts_t;
+
+//  A write callback runs inside one write transaction; return 0 to commit,
+//  any negative code to abort (the code is returned by relais_store_write).
+typedef int (relais_write_fn) (relais_txn_t *txn, void *arg);
+typedef int (relais_read_fn) (relais_txn_t *txn, void *arg);
+
+//  Hooks around write transactions, for objects (the publisher) that keep
+//  in-memory state in step with what was committed. begin runs before each
+//  attempt, abort after a failed or retried attempt, commit after a durable
+//  commit.
+typedef void (relais_txn_hook_fn) (void *arg);
+
+//  Open (creating the folder and files as needed) the environment in dir.
+//  Returns NULL and logs why on failure (unwritable folder, schema version
+//  from the future, LMDB error).
+relais_store_t *
+    relais_store_new (const char *dir, const relais_store_opts_t *opts);
+
+//  Close the environment. NULL-safe; nulls *self_p.
+void
+    relais_store_destroy (relais_store_t **self_p);
+
+//  Run fn in a write transaction and commit durably. Grows the map and
+//  retries on MDB_MAP_FULL. Returns 0; fn's own negative code; RELAIS_EFULL
+//  when the map is at its cap or the disk is full (ENOSPC); RELAIS_EFATAL
+//  when LMDB can no longer be trusted (EIO on sync, MDB_PANIC): the caller
+//  must stop acking and exit.
+int
+    relais_store_write (relais_store_t *self, relais_write_fn *fn, void *arg);
+
+//  Run fn in a read-only transaction. Returns fn's code or an LMDB error.
+int
+    relais_store_read (relais_store_t *self, relais_read_fn *fn, void *arg);
+
+//  Register hooks called around every write transaction. Up to 4.
+void
+    relais_store_hook (relais_store_t *self, relais_txn_hook_fn *begin,
+                       relais_txn_hook_fn *commit, relais_txn_hook_fn *abort,
+                       void *arg);
+
+//  Index of a database by name, or -1.
+int
+    relais_store_dbi (relais_store_t *self, const char *name);
+
+//  Periodic maintenance: clear stale reader slots (mdb_reader_check).
+//  Returns the number of slots cleared.
+int
+    relais_store_tick (relais_store_t *self);
+
+//  Current map size in bytes, and the number of growths since open.
+size_t
+    relais_store_map_size (relais_store_t *self);
+int
+    relais_store_resizes (relais_store_t *self);
+
+//  Key/value access inside a transaction. db is an index from
+//  relais_store_dbi. get returns RELAIS_ENOTFOUND when absent; the value
+//  points into the map and is valid until the txn ends.
+int relais_txn_put (relais_txn_t *txn, int db, const void *key, size_t klen,
+                    const void *val, size_t vlen);
+int relais_txn_get (relais_txn_t *txn, int db, const void *key, size_t klen,
+                    const void **val, size_t *vlen);
+int relais_txn_del (relais_txn_t *txn, int db, const void *key, size_t klen);
+
+//  Iterate keys >= from (NULL: first) in order; fn returns 0 to go on, 1 to
+//  stop, negative to stop with an error. Returns 0 or that error.
+typedef int (relais_scan_fn) (const void *key, size_t klen, const void *val,
+                              size_t vlen, void *arg);
+int relais_txn_scan (relais_txn_t *txn, int db, const void *from, size_t flen,
+                     relais_scan_fn *fn, void *arg);
+
+//  The store the transaction belongs to.
+relais_store_t *
+    relais_txn_store (relais_txn_t *txn);
+
+//  --- meta: small named uint64 values ("next_id", ...) -------------------
+int relais_meta_get (relais_txn_t *txn, const char *name, uint64_t *value);   //  0 when absent
+int relais_meta_set (relais_txn_t *txn, const char *name, uint64_t value);
+
+//  --- the event log ---------------------------------------------------------
+//  Append bytes as entry seq, which must be last + 1 (asserted: a caller bug).
+int relais_log_append (relais_txn_t *txn, uint64_t seq, const void *bytes, size_t size);
+//  Read entry seq; RELAIS_ENOTFOUND when absent.
+int relais_log_get (relais_txn_t *txn, uint64_t seq, const void **bytes, size_t *size);
+//  First and last sequence in the log (0, 0 when empty).
+int relais_log_bounds (relais_txn_t *txn, uint64_t *first, uint64_t *last);
+
+//  --- subscriber checkpoints -------------------------------------------------
+int relais_ckpt_get (relais_txn_t *txn, const char *source, uint64_t *seq);   //  0 when absent
+int relais_ckpt_set (relais_txn_t *txn, const char *source, uint64_t seq);
+
+//  Helpers for big-endian u64 keys (they sort in numeric order).
+void     relais_u64_to_key (uint64_t value, uint8_t key [8]);
+uint64_t relais_key_to_u64 (const void *key);
+
+#endif

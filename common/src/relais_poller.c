@@ -1,0 +1,191 @@
+/*  =========================================================================
+    relais_poller - one zsock on a libuv loop (see relais_bus.h)
+
+    ZMQ_FD signals edges, not levels: it becomes readable when the socket's
+    state changed, and a send or a receive may consume that notice. So the
+    poller never trusts the fd alone: it drains while ZMQ_EVENTS says
+    POLLIN, and a uv_check handle asks ZMQ_EVENTS again at the end of every
+    loop turn, after whatever callbacks sent on the socket.
+    =========================================================================
+*/
+#include "relais_bus.h"
+#include "relais_log.h"
+
+#include <stdlib.h>
+
+struct relais_poller_t {
+    uv_loop_t *loop;
+    zsock_t *sock;
+    uv_poll_t poll;
+    uv_check_t check;
+    uv_idle_t idle;
+    size_t batch_max;
+    relais_poller_fn *fn;
+    relais_poller_batch_fn *batch_fn;
+    void *arg;
+    int open_handles;
+    bool closed;
+    bool draining;
+    bool idling;
+};
+
+static void
+s_on_idle (uv_idle_t *handle)
+{
+    //  Nothing to do here: an active idle handle makes the poll phase
+    //  non-blocking, and the check handle drains right after it.
+}
+
+static void
+s_drain (relais_poller_t *self)
+{
+    if (self->draining || self->closed)
+        return;
+    self->draining = true;
+    size_t count = 0;
+    while (count < self->batch_max && !self->closed
+       && (zsock_events (self->sock) & ZMQ_POLLIN)) {
+        zmsg_t *msg = zmsg_recv (self->sock);
+        if (!msg)
+            break;                  //  EAGAIN: rcvtimeo is 0
+        count++;
+        self->fn (self, &msg, self->arg);
+        zmsg_destroy (&msg);
+    }
+    if (count && self->batch_fn && !self->closed)
+        self->batch_fn (self, self->arg);
+    //  A capped batch leaves messages queued and no new edge will come for
+    //  them: keep the loop turning until they are handled.
+    bool more = !self->closed && (zsock_events (self->sock) & ZMQ_POLLIN);
+    if (more && !self->idling) {
+        uv_idle_start (&self->idle, s_on_idle);
+        self->idling = true;
+    }
+    else
+    if (!more && self->idling) {
+        uv_idle_stop (&self->idle);
+        self->idling = false;
+    }
+    self->draining = false;
+}
+
+static void
+s_on_poll (uv_poll_t *handle, int status, int events)
+{
+    s_drain ((relais_poller_t *) handle->data);
+}
+
+static void
+s_on_check (uv_check_t *handle)
+{
+    s_drain ((relais_poller_t *) handle->data);
+}
+
+zsock_t *
+relais_sock_new (int type, const char *endpoint, relais_sock_mode_t mode,
+                 int64_t max_msg)
+{
+    zsock_t *sock = zsock_new (type);
+    if (!sock) {
+        relais_error ("socket create failed endpoint=%s", endpoint);
+        return NULL;
+    }
+    zsock_set_linger (sock, 1000);          //  czmq's 0 would lose queued acks
+    zsock_set_sndtimeo (sock, 0);
+    zsock_set_rcvtimeo (sock, 0);
+    if (max_msg > 0)                        //  before bind/connect; >= 276 (libzmq #4436)
+        zsock_set_maxmsgsize (sock, max_msg < 4096? 4096: max_msg);
+    if (type == ZMQ_ROUTER)
+        zsock_set_router_mandatory (sock, 1);
+    if (mode == RELAIS_SOCK_CONNECT && type != ZMQ_SUB)
+        zsock_set_immediate (sock, 1);
+    int rc = mode == RELAIS_SOCK_BIND? zsock_bind (sock, "%s", endpoint)
+                                     : zsock_connect (sock, "%s", endpoint);
+    if (rc < 0) {
+        relais_error ("%s failed endpoint=%s error=%s",
+                      mode == RELAIS_SOCK_BIND? "bind": "connect", endpoint,
+                      zmq_strerror (zmq_errno ()));
+        zsock_destroy (&sock);
+        return NULL;
+    }
+    return sock;
+}
+
+relais_poller_t *
+relais_poller_new (uv_loop_t *loop, zsock_t **sock_p, size_t batch_max,
+                   relais_poller_fn *fn, relais_poller_batch_fn *batch_fn, void *arg)
+{
+    relais_poller_t *self = (relais_poller_t *) calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->loop = loop;
+    self->sock = *sock_p;
+    *sock_p = NULL;
+    self->batch_max = batch_max? batch_max: 1024;
+    self->fn = fn;
+    self->batch_fn = batch_fn;
+    self->arg = arg;
+    zsock_set_rcvtimeo (self->sock, 0);
+    zsock_set_sndtimeo (self->sock, 0);
+    int rc = uv_poll_init (loop, &self->poll, zsock_fd (self->sock));
+    if (rc) {
+        relais_error ("uv_poll_init failed: %s", uv_strerror (rc));
+        zsock_destroy (&self->sock);
+        free (self);
+        return NULL;
+    }
+    uv_check_init (loop, &self->check);
+    uv_idle_init (loop, &self->idle);
+    self->poll.data = self->check.data = self->idle.data = self;
+    self->open_handles = 3;
+    uv_poll_start (&self->poll, UV_READABLE, s_on_poll);
+    uv_check_start (&self->check, s_on_check);
+    return self;
+}
+
+zsock_t *
+relais_poller_sock (relais_poller_t *self)
+{
+    return self->sock;
+}
+
+int
+relais_poller_send (relais_poller_t *self, zmsg_t **msg_p)
+{
+    if (self->closed) {
+        zmsg_destroy (msg_p);
+        return -ESHUTDOWN;
+    }
+    int rc = zmsg_send (msg_p, self->sock);
+    if (rc != 0) {
+        int err = zmq_errno ();
+        zmsg_destroy (msg_p);
+        return -(err? err: EAGAIN);
+    }
+    return 0;
+}
+
+static void
+s_on_close (uv_handle_t *handle)
+{
+    relais_poller_t *self = (relais_poller_t *) handle->data;
+    if (--self->open_handles == 0) {
+        zsock_destroy (&self->sock);
+        free (self);
+    }
+}
+
+void
+relais_poller_close (relais_poller_t **self_p)
+{
+    relais_poller_t *self = *self_p;
+    if (!self)
+        return;
+    *self_p = NULL;
+    self->closed = true;
+    //  Stop polling before the socket (and its fd) can go away (libuv poll.rst)
+    uv_poll_stop (&self->poll);
+    uv_close ((uv_handle_t *) &self->poll, s_on_close);
+    uv_close ((uv_handle_t *) &self->check, s_on_close);
+    uv_close ((uv_handle_t *) &self->idle, s_on_close);
+}

@@ -1,0 +1,142 @@
+/*  =========================================================================
+    relais_server - what every server needs around its sockets: ROUTER
+    request framing, error replies, graceful stop on signals, fatal exit
+    =========================================================================
+*/
+#include "relais_bus.h"
+#include "relais_log.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+int
+relais_request_take (zmsg_t **msg_p, relais_request_t *req)
+{
+    memset (req, 0, sizeof *req);
+    zmsg_t *msg = *msg_p;
+    size_t frames = zmsg_size (msg);
+    req->identity = zmsg_pop (msg);
+    if (frames == 3) {
+        zframe_t *empty = zmsg_pop (msg);
+        req->delimiter = true;
+        bool ok = zframe_size (empty) == 0;
+        zframe_destroy (&empty);
+        req->data = zmsg_pop (msg);
+        zmsg_destroy (msg_p);
+        return ok? 0: RELAIS_EMALFORMED;
+    }
+    if (frames == 2) {
+        //  A DEALER that sends no delimiter: answer it the same way
+        req->data = zmsg_pop (msg);
+        zmsg_destroy (msg_p);
+        return 0;
+    }
+    req->delimiter = true;
+    zmsg_destroy (msg_p);
+    return RELAIS_EMALFORMED;
+}
+
+int
+relais_request_reply (relais_poller_t *poller, relais_request_t *req,
+                      const void *data, size_t size)
+{
+    if (!req->identity)
+        return -EINVAL;
+    zmsg_t *reply = zmsg_new ();
+    zmsg_append (reply, &req->identity);
+    if (req->delimiter)
+        zmsg_addmem (reply, "", 0);
+    zmsg_addmem (reply, data, size);
+    int rc = relais_poller_send (poller, &reply);
+    if (rc)
+        relais_debug ("reply dropped error=%s", relais_strerror (rc));
+    return rc;
+}
+
+int
+relais_request_error (relais_poller_t *poller, relais_request_t *req,
+                      const relais_error_t *err, const msgpack_object *idem,
+                      const msgpack_object *rid)
+{
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init (&sbuf);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
+    relais_pack_error (&pk, err, idem, rid);
+    int rc = relais_request_reply (poller, req, sbuf.data, sbuf.size);
+    msgpack_sbuffer_destroy (&sbuf);
+    return rc;
+}
+
+void
+relais_request_release (relais_request_t *req)
+{
+    zframe_destroy (&req->identity);
+    zframe_destroy (&req->data);
+}
+
+struct relais_signals_t {
+    uv_signal_t sigint;
+    uv_signal_t sigterm;
+    relais_signals_fn *fn;
+    void *arg;
+    int open_handles;
+    bool fired;
+};
+
+static void
+s_on_signal (uv_signal_t *handle, int signum)
+{
+    relais_signals_t *self = (relais_signals_t *) handle->data;
+    if (self->fired) {
+        relais_warning ("second signal=%d: exiting now", signum);
+        _exit (EXIT_FAILURE);
+    }
+    self->fired = true;
+    relais_notice ("stopping signal=%d", signum);
+    self->fn (signum, self->arg);
+}
+
+relais_signals_t *
+relais_signals_new (uv_loop_t *loop, relais_signals_fn *fn, void *arg)
+{
+    relais_signals_t *self = (relais_signals_t *) calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->fn = fn;
+    self->arg = arg;
+    uv_signal_init (loop, &self->sigint);
+    uv_signal_init (loop, &self->sigterm);
+    self->sigint.data = self->sigterm.data = self;
+    self->open_handles = 2;
+    uv_signal_start (&self->sigint, s_on_signal, SIGINT);
+    uv_signal_start (&self->sigterm, s_on_signal, SIGTERM);
+    return self;
+}
+
+static void
+s_signals_closed (uv_handle_t *handle)
+{
+    relais_signals_t *self = (relais_signals_t *) handle->data;
+    if (--self->open_handles == 0)
+        free (self);
+}
+
+void
+relais_signals_close (relais_signals_t **self_p)
+{
+    relais_signals_t *self = *self_p;
+    if (!self)
+        return;
+    *self_p = NULL;
+    uv_close ((uv_handle_t *) &self->sigint, s_signals_closed);
+    uv_close ((uv_handle_t *) &self->sigterm, s_signals_closed);
+}
+
+void
+relais_fatal (const char *what, int rc)
+{
+    relais_error ("fatal what=%s error=%s: exiting for the supervisor to restart",
+                  what, relais_strerror (rc));
+    _exit (EXIT_FAILURE);
+}

@@ -1,0 +1,947 @@
+/*  =========================================================================
+    intake_server - takes signalements from producers, durably, once
+    (see intake_server.h)
+    =========================================================================
+*/
+#include "intake_server.h"
+#include "intake_pseudo.h"
+#include "intake_rules.h"
+#include "relais_bus.h"
+#include "relais_clock.h"
+#include "relais_log.h"
+#include "relais_signal.h"
+
+#include <sodium.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#define S_ID_MAX        24
+#define S_IDEM_MAX      128
+#define S_REFS_MAX      RELAIS_SIG_PEOPLE_MAX
+#define S_REPEAT_KEEP   64
+
+const relais_config_key_t intake_keys [] = {
+    { "submit", "tcp://127.0.0.1:7100", relais_check_endpoint, "ROUTER for producers: submit, update, close" },
+    { "pub", "tcp://127.0.0.1:7101", relais_check_endpoint, "PUB of intake's events (signal.*)" },
+    { "fetch", "tcp://127.0.0.1:7102", relais_check_endpoint, "ROUTER for fetch (catch-up) and status" },
+    { "records", "tcp://127.0.0.1:7103", relais_check_endpoint, "ROUTER serving full records to authorised services" },
+    { "store/path", "intake", relais_check_path, "LMDB folder (relative: under relais/data)" },
+    { "store/map_size", "64M", relais_check_size, "initial LMDB map size; grows on demand" },
+    { "store/map_max", "64G", relais_check_size, "cap of the LMDB map; past it submits get 'unavailable'" },
+    { "heartbeat", "1s", relais_check_duration, "heartbeat interval on PUB" },
+    { "batch_max", "4096", relais_check_uint, "requests at most in one group commit" },
+    { "person_key_file", "intake.key", relais_check_path, "secret key of person_refs (created at first start, mode 0600)" },
+    { NULL, NULL, NULL, NULL }
+};
+
+static const char *const s_dbs [] = { "signals", "idem", "repeats", NULL };
+enum { S_DB_SIGNALS, S_DB_IDEM, S_DB_REPEATS };
+
+typedef enum { S_SUBMIT, S_UPDATE, S_CLOSE } s_kind_t;
+
+static const char *const s_close_reasons [] = {
+    "pris_en_charge", "resolu", "doublon", "erreur", "sans_suite", "autre"
+};
+#define S_CLOSE_REASONS 6
+
+//  Top-level fields an update may change (for the "changed" list)
+static const char *const s_changeable [] = {
+    "observed_at", "place", "persons", "publics", "minors", "pregnant", "tents",
+    "needs", "urgency", "sensitive", "escalate", "escalate_reason", "summary", "people"
+};
+#define S_CHANGEABLE 14
+
+typedef struct {
+    relais_request_t req;
+    relais_msg_t msg;
+    s_kind_t kind;
+    const msgpack_object *idem;
+    const msgpack_object *rid;
+    char idem_key [S_IDEM_MAX + 64];
+    size_t idem_key_len;
+    relais_signal_t *sig;               //  submit: the parsed report
+    const msgpack_object *changes;      //  update
+    char id [S_ID_MAX];                 //  update, close
+    char reason [32];                   //  close
+    //  result, rewritten by every attempt of the transaction
+    relais_error_t err;
+    char result_id [S_ID_MAX];
+    uint64_t seq;
+    uint32_t level;
+    bool duplicate;
+} s_op_t;
+
+typedef struct {
+    uint64_t received, acked, duplicates, batches, largest_batch;
+    uint64_t errors [9];                //  by s_code_index
+} s_stats_t;
+
+struct intake_server_t {
+    uv_loop_t *loop;
+    relais_config_t *config;
+    relais_store_t *store;
+    relais_pub_t *pub;
+    relais_poller_t *submit;
+    relais_poller_t *records;
+    relais_signals_t *signals;
+    uv_timer_t maint;
+    bool maint_open;
+    intake_rules_t rules;
+    uint8_t key [INTAKE_KEY_SIZE];
+    size_t batch_max;
+    s_op_t **ops;
+    size_t count;
+    s_stats_t stats;
+    uint64_t now;                       //  clock of the open batch
+};
+
+static const char *const s_codes [] = {
+    RELAIS_CODE_INVALID, RELAIS_CODE_TOO_LARGE, RELAIS_CODE_UNKNOWN_OP,
+    RELAIS_CODE_UNAUTHORIZED, RELAIS_CODE_NOT_FOUND, RELAIS_CODE_CONFLICT,
+    RELAIS_CODE_UNAVAILABLE, RELAIS_CODE_GONE, NULL
+};
+
+static void
+s_count_error (intake_server_t *self, const char *code)
+{
+    int i = 0;
+    while (s_codes [i] && strcmp (s_codes [i], code) != 0)
+        i++;
+    self->stats.errors [i]++;
+}
+
+//  ---------------------------------------------------------------------------
+//  Configuration
+
+int
+intake_declare (relais_config_t *config)
+{
+    static relais_config_key_t keys [64];
+    size_t n = 0;
+    for (size_t i = 0; intake_keys [i].path; i++)
+        keys [n++] = intake_keys [i];
+    for (size_t i = 0; intake_rules_keys [i].path; i++)
+        keys [n++] = intake_rules_keys [i];
+    keys [n].path = NULL;
+    return relais_config_declare (config, "intake", keys);
+}
+
+//  ---------------------------------------------------------------------------
+//  Operations
+
+static void
+s_op_destroy (s_op_t **op_p)
+{
+    s_op_t *op = *op_p;
+    if (op) {
+        relais_request_release (&op->req);
+        relais_msg_release (&op->msg);
+        free (op->sig);
+        free (op);
+        *op_p = NULL;
+    }
+}
+
+//  Send the op's reply (its error, or its acknowledgement) and count it.
+static void
+s_op_reply (intake_server_t *self, s_op_t *op)
+{
+    if (op->err.code) {
+        s_count_error (self, op->err.code);
+        relais_request_error (self->submit, &op->req, &op->err, op->idem, op->rid);
+        return;
+    }
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init (&sbuf);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
+    msgpack_pack_map (&pk, 6 + (op->rid != NULL));
+    relais_pack_kv_bool (&pk, "ok", true);
+    relais_pack_str (&pk, "idem");
+    relais_pack_object (&pk, op->idem);
+    relais_pack_kv_str (&pk, "id", op->result_id);
+    relais_pack_kv_uint (&pk, "seq", op->seq);
+    relais_pack_kv_uint (&pk, "level", op->level);
+    relais_pack_kv_bool (&pk, "duplicate", op->duplicate);
+    if (op->rid) {
+        relais_pack_str (&pk, "rid");
+        relais_pack_object (&pk, op->rid);
+    }
+    relais_request_reply (self->submit, &op->req, sbuf.data, sbuf.size);
+    msgpack_sbuffer_destroy (&sbuf);
+    self->stats.acked++;
+    if (op->duplicate)
+        self->stats.duplicates++;
+}
+
+static int
+s_get_id (const msgpack_object *root, char *id, relais_error_t *err)
+{
+    const msgpack_object *o = relais_msg_get (root, "id");
+    if (!o || o->type != MSGPACK_OBJECT_STR)
+        return relais_error_set (err, RELAIS_CODE_INVALID, "id", "required, a report id \"SIG-...\"");
+    if (relais_msg_str_copy (o, id, S_ID_MAX) < 0)
+        return relais_error_set (err, RELAIS_CODE_NOT_FOUND, "id", "no report has this id");
+    return 0;
+}
+
+//  Validate what can be validated without the store. Returns 0 when the op
+//  joins the batch; otherwise op->err is set.
+static int
+s_op_parse (intake_server_t *self, s_op_t *op)
+{
+    relais_error_t *err = &op->err;
+    const msgpack_object *root = &op->msg.root;
+    if (root->type != MSGPACK_OBJECT_MAP)
+        return relais_error_set (err, RELAIS_CODE_INVALID, "", "request must be a map");
+    op->rid = relais_msg_get (root, "rid");
+    op->idem = relais_msg_get (root, "idem");
+    if (op->idem && op->idem->type != MSGPACK_OBJECT_STR)
+        op->idem = NULL;
+    const msgpack_object *opname = relais_msg_get (root, "op");
+    if (!opname || opname->type != MSGPACK_OBJECT_STR)
+        return relais_error_set (err, RELAIS_CODE_INVALID, "op", "required, a string: submit, update or close");
+    if (relais_msg_str_eq (opname, "submit"))
+        op->kind = S_SUBMIT;
+    else
+    if (relais_msg_str_eq (opname, "update"))
+        op->kind = S_UPDATE;
+    else
+    if (relais_msg_str_eq (opname, "close"))
+        op->kind = S_CLOSE;
+    else
+        return relais_error_set (err, RELAIS_CODE_UNKNOWN_OP, "op",
+                                 "this endpoint serves submit, update and close");
+    const msgpack_object *idem = relais_msg_get (root, "idem");
+    if (!idem || idem->type != MSGPACK_OBJECT_STR || idem->via.str.size == 0)
+        return relais_error_set (err, RELAIS_CODE_INVALID, "idem",
+                                 "required, a non-empty string unique per producer");
+    if (idem->via.str.size > S_IDEM_MAX)
+        return relais_error_set (err, RELAIS_CODE_TOO_LARGE, "idem",
+                                 "at most %d bytes", S_IDEM_MAX);
+    if (!relais_utf8_clean (idem->via.str.ptr, idem->via.str.size, false))
+        return relais_error_set (err, RELAIS_CODE_INVALID, "idem", "must be one line of text");
+    //  Idempotency is per producer: without CURVE every producer shares
+    //  the anonymous scope, so idem must be globally unique (a UUID).
+    const char *scope = "anon";
+    op->idem_key_len = (size_t) snprintf (op->idem_key, sizeof op->idem_key, "%s", scope) + 1;
+    memcpy (op->idem_key + op->idem_key_len, idem->via.str.ptr, idem->via.str.size);
+    op->idem_key_len += idem->via.str.size;
+
+    if (op->kind == S_SUBMIT) {
+        const msgpack_object *signal = relais_msg_get (root, "signal");
+        if (!signal || signal->type != MSGPACK_OBJECT_MAP)
+            return relais_error_set (err, RELAIS_CODE_INVALID, "signal", "required, a map");
+        op->sig = (relais_signal_t *) malloc (sizeof *op->sig);
+        if (!op->sig)
+            return relais_error_set (err, RELAIS_CODE_UNAVAILABLE, "", "out of memory");
+        return relais_signal_parse (signal, "signal", self->now, op->sig, err);
+    }
+    int rc = s_get_id (root, op->id, err);
+    if (rc)
+        return rc;
+    //  Update and close both load the stored signal into op->sig
+    op->sig = (relais_signal_t *) malloc (sizeof *op->sig);
+    if (!op->sig)
+        return relais_error_set (err, RELAIS_CODE_UNAVAILABLE, "", "out of memory");
+    if (op->kind == S_UPDATE) {
+        op->changes = relais_msg_get (root, "changes");
+        if (!op->changes || op->changes->type != MSGPACK_OBJECT_MAP
+        ||  op->changes->via.map.size == 0)
+            return relais_error_set (err, RELAIS_CODE_INVALID, "changes",
+                                     "required, a non-empty map of signal fields");
+        return 0;
+    }
+    const msgpack_object *reason = relais_msg_get (root, "reason");
+    char text [32];
+    if (!reason || relais_msg_str_copy (reason, text, sizeof text) < 0
+    ||  relais_enum_find (s_close_reasons, S_CLOSE_REASONS, text) < 0)
+        return relais_error_set (err, RELAIS_CODE_INVALID, "reason",
+                                 "required, one of pris_en_charge, resolu, doublon, erreur, sans_suite, autre");
+    strcpy (op->reason, text);
+    return 0;
+}
+
+//  ---------------------------------------------------------------------------
+//  Stored record of a report: {v, id, seq, level, reasons, repeats, state,
+//  created_at, updated_at, closed_reason?, person_refs, signal}
+
+typedef struct {
+    char id [S_ID_MAX];
+    uint64_t seq, created_at, updated_at;
+    uint32_t level, reasons;
+    bool closed;
+    char closed_reason [32];
+    char refs [S_REFS_MAX][RELAIS_SIG_REF_MAX];
+    size_t ref_count;
+} s_record_t;
+
+static void
+s_pack_reasons (msgpack_packer *pk, uint32_t reasons)
+{
+    relais_pack_mask (pk, reasons, intake_reason_names, INTAKE_REASON_COUNT);
+}
+
+static void
+s_pack_refs (msgpack_packer *pk, const s_record_t *rec)
+{
+    msgpack_pack_array (pk, rec->ref_count);
+    for (size_t i = 0; i < rec->ref_count; i++)
+        relais_pack_str (pk, rec->refs [i]);
+}
+
+static void
+s_pack_record (msgpack_packer *pk, const s_record_t *rec, const relais_signal_t *sig)
+{
+    msgpack_pack_map (pk, 10 + (rec->closed? 1: 0));
+    relais_pack_kv_uint (pk, "v", 1);
+    relais_pack_kv_str (pk, "id", rec->id);
+    relais_pack_kv_uint (pk, "seq", rec->seq);
+    relais_pack_kv_uint (pk, "level", rec->level);
+    relais_pack_str (pk, "reasons");
+    s_pack_reasons (pk, rec->reasons);
+    relais_pack_kv_str (pk, "state", rec->closed? "clos": "ouvert");
+    relais_pack_kv_uint (pk, "created_at", rec->created_at);
+    relais_pack_kv_uint (pk, "updated_at", rec->updated_at);
+    if (rec->closed)
+        relais_pack_kv_str (pk, "closed_reason", rec->closed_reason);
+    relais_pack_str (pk, "person_refs");
+    s_pack_refs (pk, rec);
+    relais_pack_str (pk, "signal");
+    relais_signal_pack_full (pk, sig);
+}
+
+//  Read a stored record back. The store wrote it, so a failure here means
+//  the file was damaged: the op fails with "unavailable", nothing crashes.
+static int
+s_load_record (relais_txn_t *txn, const char *id, s_record_t *rec,
+               relais_signal_t *sig, uint64_t now, relais_error_t *err)
+{
+    const void *data;
+    size_t size;
+    int rc = relais_txn_get (txn, S_DB_SIGNALS, id, strlen (id), &data, &size);
+    if (rc == RELAIS_ENOTFOUND)
+        return relais_error_set (err, RELAIS_CODE_NOT_FOUND, "id", "no report has this id");
+    if (rc)
+        return rc;
+    relais_msg_t msg;
+    relais_msg_limits_t limits = { 4 * RELAIS_MSG_MAX_BYTES, 0, 0 };
+    relais_error_t inner;
+    if (relais_msg_decode (&msg, data, size, &limits, &inner))
+        return relais_error_set (err, RELAIS_CODE_UNAVAILABLE, "", "stored record unreadable");
+    memset (rec, 0, sizeof *rec);
+    const msgpack_object *root = &msg.root;
+    snprintf (rec->id, sizeof rec->id, "%s", id);
+    uint64_t value = 0;
+    relais_msg_uint (relais_msg_get (root, "seq"), &rec->seq);
+    relais_msg_uint (relais_msg_get (root, "level"), &value);
+    rec->level = (uint32_t) value;
+    relais_msg_uint (relais_msg_get (root, "created_at"), &rec->created_at);
+    relais_msg_uint (relais_msg_get (root, "updated_at"), &rec->updated_at);
+    rec->closed = relais_msg_str_eq (relais_msg_get (root, "state"), "clos");
+    relais_msg_str_copy (relais_msg_get (root, "closed_reason"), rec->closed_reason,
+                         sizeof rec->closed_reason);
+    const msgpack_object *reasons = relais_msg_get (root, "reasons");
+    if (reasons && reasons->type == MSGPACK_OBJECT_ARRAY)
+        for (uint32_t i = 0; i < reasons->via.array.size; i++) {
+            char name [32];
+            if (relais_msg_str_copy (&reasons->via.array.ptr [i], name, sizeof name) >= 0) {
+                int r = relais_enum_find (intake_reason_names, INTAKE_REASON_COUNT, name);
+                if (r >= 0)
+                    rec->reasons |= 1u << r;
+            }
+        }
+    const msgpack_object *refs = relais_msg_get (root, "person_refs");
+    if (refs && refs->type == MSGPACK_OBJECT_ARRAY)
+        for (uint32_t i = 0; i < refs->via.array.size && rec->ref_count < S_REFS_MAX; i++)
+            if (relais_msg_str_copy (&refs->via.array.ptr [i], rec->refs [rec->ref_count],
+                                     RELAIS_SIG_REF_MAX) >= 0)
+                rec->ref_count++;
+    rc = relais_signal_parse (relais_msg_get (root, "signal"), "", now, sig, &inner);
+    relais_msg_release (&msg);
+    if (rc)
+        return relais_error_set (err, RELAIS_CODE_UNAVAILABLE, "", "stored record unreadable");
+    return 0;
+}
+
+static int
+s_put_record (relais_txn_t *txn, const s_record_t *rec, const relais_signal_t *sig)
+{
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init (&sbuf);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
+    s_pack_record (&pk, rec, sig);
+    int rc = relais_txn_put (txn, S_DB_SIGNALS, rec->id, strlen (rec->id), sbuf.data, sbuf.size);
+    msgpack_sbuffer_destroy (&sbuf);
+    return rc;
+}
+
+//  Record one more sighting under key; true when it is at least the
+//  repeat_count-th within the window.
+static int
+s_repeat (intake_server_t *self, relais_txn_t *txn, const char *key, bool *hit)
+{
+    uint64_t stamps [S_REPEAT_KEEP + 1];
+    size_t count = 0;
+    const void *data;
+    size_t size;
+    int rc = relais_txn_get (txn, S_DB_REPEATS, key, strlen (key), &data, &size);
+    if (rc == 0) {
+        for (size_t i = 0; i + 8 <= size && count < S_REPEAT_KEEP; i += 8) {
+            uint64_t ts = relais_key_to_u64 ((const uint8_t *) data + i);
+            if (ts + self->rules.repeat_window_us >= self->now)
+                stamps [count++] = ts;
+        }
+    }
+    else
+    if (rc != RELAIS_ENOTFOUND)
+        return rc;
+    stamps [count++] = self->now;
+    *hit = count >= self->rules.repeat_count;
+    size_t keep = count > S_REPEAT_KEEP? S_REPEAT_KEEP: count;
+    uint8_t buf [S_REPEAT_KEEP * 8];
+    for (size_t i = 0; i < keep; i++)
+        relais_u64_to_key (stamps [count - keep + i], buf + 8 * i);
+    return relais_txn_put (txn, S_DB_REPEATS, key, strlen (key), buf, keep * 8);
+}
+
+static int
+s_publish_signal (intake_server_t *self, relais_txn_t *txn, const char *type,
+                  const s_record_t *rec, const relais_signal_t *sig,
+                  const msgpack_object *changes, uint64_t *seq)
+{
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init (&sbuf);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
+    relais_signal_pack_public (&pk, sig, 4 + (changes != NULL));
+    relais_pack_kv_uint (&pk, "level", rec->level);
+    relais_pack_str (&pk, "reasons");
+    s_pack_reasons (&pk, rec->reasons);
+    relais_pack_str (&pk, "person_refs");
+    s_pack_refs (&pk, rec);
+    relais_pack_kv_uint (&pk, "received_at", rec->created_at);
+    if (changes) {
+        size_t n = 0;
+        const char *names [S_CHANGEABLE];
+        for (int i = 0; i < S_CHANGEABLE; i++)
+            if (relais_msg_get (changes, s_changeable [i]))
+                names [n++] = s_changeable [i];
+        relais_pack_str (&pk, "changed");
+        msgpack_pack_array (&pk, n);
+        for (size_t i = 0; i < n; i++)
+            relais_pack_str (&pk, names [i]);
+    }
+    int rc = relais_pub_append (self->pub, txn, type, rec->id, NULL, self->now,
+                                sbuf.data, sbuf.size, seq);
+    msgpack_sbuffer_destroy (&sbuf);
+    return rc;
+}
+
+static int
+s_do_submit (intake_server_t *self, relais_txn_t *txn, s_op_t *op)
+{
+    s_record_t rec;
+    memset (&rec, 0, sizeof rec);
+    uint64_t next = 0;
+    int rc = relais_meta_get (txn, "next_signal", &next);
+    if (rc)
+        return rc;
+    next++;
+    if ((rc = relais_meta_set (txn, "next_signal", next)))
+        return rc;
+    snprintf (rec.id, sizeof rec.id, "SIG-%08llu", (unsigned long long) next);
+    rec.created_at = rec.updated_at = self->now;
+    rec.ref_count = intake_pseudo_refs (self->key, op->sig, rec.refs);
+
+    uint32_t repeats = 0;
+    if (self->rules.repeat_window_us && self->rules.repeat_count) {
+        char place [64];
+        intake_pseudo_place (self->key, op->sig, place, sizeof place);
+        bool hit = false;
+        if (place [0]) {
+            char key [80];
+            snprintf (key, sizeof key, "L:%s", place);
+            if ((rc = s_repeat (self, txn, key, &hit)))
+                return rc;
+            if (hit)
+                repeats |= INTAKE_REPEAT_PLACE;
+        }
+        for (size_t i = 0; i < rec.ref_count; i++) {
+            char key [40];
+            snprintf (key, sizeof key, "P:%s", rec.refs [i]);
+            if ((rc = s_repeat (self, txn, key, &hit)))
+                return rc;
+            if (hit)
+                repeats |= INTAKE_REPEAT_PERSON;
+        }
+    }
+    rec.reasons = intake_rules_qualify (&self->rules, op->sig, repeats);
+    rec.level = rec.reasons? 2: 1;
+    if ((rc = s_publish_signal (self, txn, "signal.created", &rec, op->sig, NULL, &rec.seq)))
+        return rc;
+    if ((rc = s_put_record (txn, &rec, op->sig)))
+        return rc;
+    strcpy (op->result_id, rec.id);
+    op->seq = rec.seq;
+    op->level = rec.level;
+    return 0;
+}
+
+static int
+s_do_update (intake_server_t *self, relais_txn_t *txn, s_op_t *op)
+{
+    s_record_t rec;
+    int rc = s_load_record (txn, op->id, &rec, op->sig, self->now, &op->err);
+    if (rc)
+        return op->err.code? 0: rc;
+    if (rec.closed) {
+        relais_error_set (&op->err, RELAIS_CODE_CONFLICT, "id",
+                          "the report is closed: no change is allowed");
+        return 0;
+    }
+    if (relais_signal_apply_changes (op->sig, op->changes, "changes", self->now, &op->err))
+        return 0;
+    //  Repeat reasons came from history at submit time and stay; the level
+    //  never goes down: once the MUS coordinates a situation, it keeps it.
+    uint32_t repeats = rec.reasons & ((1u << INTAKE_REASON_REPETITION_LIEU)
+                                   |  (1u << INTAKE_REASON_REPETITION_PERSONNE));
+    rec.reasons = intake_rules_qualify (&self->rules, op->sig, 0) | repeats;
+    if (rec.reasons && rec.level < 2)
+        rec.level = 2;
+    rec.ref_count = intake_pseudo_refs (self->key, op->sig, rec.refs);
+    rec.updated_at = self->now;
+    uint64_t seq;
+    if ((rc = s_publish_signal (self, txn, "signal.updated", &rec, op->sig, op->changes, &seq)))
+        return rc;
+    if ((rc = s_put_record (txn, &rec, op->sig)))
+        return rc;
+    strcpy (op->result_id, rec.id);
+    op->seq = seq;
+    op->level = rec.level;
+    return 0;
+}
+
+static int
+s_do_close (intake_server_t *self, relais_txn_t *txn, s_op_t *op)
+{
+    s_record_t rec;
+    int rc = s_load_record (txn, op->id, &rec, op->sig, self->now, &op->err);
+    if (rc)
+        return op->err.code? 0: rc;
+    if (rec.closed) {
+        relais_error_set (&op->err, RELAIS_CODE_CONFLICT, "id", "the report is already closed");
+        return 0;
+    }
+    rec.closed = true;
+    snprintf (rec.closed_reason, sizeof rec.closed_reason, "%s", op->reason);
+    rec.updated_at = self->now;
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init (&sbuf);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
+    msgpack_pack_map (&pk, 3);
+    relais_pack_kv_str (&pk, "reason", op->reason);
+    relais_pack_kv_uint (&pk, "level", rec.level);
+    relais_pack_kv_uint (&pk, "arrondissement", op->sig->arrondissement);
+    uint64_t seq;
+    rc = relais_pub_append (self->pub, txn, "signal.closed", rec.id, NULL, self->now,
+                            sbuf.data, sbuf.size, &seq);
+    msgpack_sbuffer_destroy (&sbuf);
+    if (rc || (rc = s_put_record (txn, &rec, op->sig)))
+        return rc;
+    strcpy (op->result_id, rec.id);
+    op->seq = seq;
+    op->level = rec.level;
+    return 0;
+}
+
+//  The group commit: every valid op of this turn, one transaction.
+static int
+s_write_batch (relais_txn_t *txn, void *arg)
+{
+    intake_server_t *self = (intake_server_t *) arg;
+    for (size_t i = 0; i < self->count; i++) {
+        s_op_t *op = self->ops [i];
+        //  Results are rewritten on every attempt (the store may retry)
+        relais_error_clear (&op->err);
+        op->result_id [0] = 0;
+        op->seq = 0;
+        op->level = 0;
+        op->duplicate = false;
+        const void *data;
+        size_t size;
+        int rc = relais_txn_get (txn, S_DB_IDEM, op->idem_key, op->idem_key_len, &data, &size);
+        if (rc == 0 && size >= 20 && size < 20 + S_ID_MAX) {
+            op->seq = relais_key_to_u64 (data);
+            op->level = (uint32_t) relais_key_to_u64 ((const uint8_t *) data + 8);
+            memcpy (op->result_id, (const uint8_t *) data + 20, size - 20);
+            op->result_id [size - 20] = 0;
+            op->duplicate = true;
+            continue;
+        }
+        if (rc && rc != RELAIS_ENOTFOUND)
+            return rc;
+        rc = op->kind == S_SUBMIT? s_do_submit (self, txn, op)
+           : op->kind == S_UPDATE? s_do_update (self, txn, op)
+           : s_do_close (self, txn, op);
+        if (rc)
+            return rc;
+        if (op->err.code)
+            continue;           //  refused (not_found, conflict, invalid): no idem
+        //  idem entry: seq (8), level (8), kind (4), id
+        uint8_t value [20 + S_ID_MAX];
+        relais_u64_to_key (op->seq, value);
+        relais_u64_to_key (op->level, value + 8);
+        memset (value + 16, 0, 4);
+        value [16] = (uint8_t) op->kind;
+        size_t idlen = strlen (op->result_id);
+        memcpy (value + 20, op->result_id, idlen);
+        if ((rc = relais_txn_put (txn, S_DB_IDEM, op->idem_key, op->idem_key_len,
+                                  value, 20 + idlen)))
+            return rc;
+    }
+    return 0;
+}
+
+static void s_commit (intake_server_t *self);
+
+static void
+s_on_submit (relais_poller_t *poller, zmsg_t **msg_p, void *arg)
+{
+    intake_server_t *self = (intake_server_t *) arg;
+    s_op_t *op = (s_op_t *) calloc (1, sizeof *op);
+    if (!op)
+        return;                         //  the producer times out and retries
+    self->stats.received++;
+    if (self->count == 0)
+        self->now = relais_clock_now ();
+    relais_error_t *err = &op->err;
+    if (relais_request_take (msg_p, &op->req))
+        relais_error_set (err, RELAIS_CODE_INVALID, "",
+                          "expected an empty delimiter frame, then one data frame");
+    else
+    if (relais_msg_decode (&op->msg, zframe_data (op->req.data), zframe_size (op->req.data),
+                           NULL, err) == 0)
+        s_op_parse (self, op);
+    if (op->err.code) {
+        s_op_reply (self, op);
+        s_op_destroy (&op);
+        return;
+    }
+    self->ops [self->count++] = op;
+    if (self->count == self->batch_max) {
+        //  A full batch commits at once; the poller goes on with the rest
+        s_commit (self);
+    }
+}
+
+static void
+s_commit (intake_server_t *self)
+{
+    if (self->count == 0)
+        return;
+    int rc = relais_store_write (self->store, s_write_batch, self);
+    self->stats.batches++;
+    if (self->count > self->stats.largest_batch)
+        self->stats.largest_batch = self->count;
+    for (size_t i = 0; i < self->count; i++) {
+        s_op_t *op = self->ops [i];
+        if (rc) {
+            //  Nothing of the batch is durable: nobody gets an ack, and the
+            //  producers retry with the same idem.
+            relais_error_set (&op->err, RELAIS_CODE_UNAVAILABLE, "",
+                              rc == RELAIS_EFULL? "storage full, retry later"
+                                                : "storage unavailable, retry later");
+        }
+        else
+        if (!op->err.code)
+            relais_debug ("%s id=%s seq=%llu level=%u%s",
+                          op->kind == S_SUBMIT? "submit": op->kind == S_UPDATE? "update": "close",
+                          op->result_id, (unsigned long long) op->seq, op->level,
+                          op->duplicate? " duplicate": "");
+        s_op_reply (self, op);
+        s_op_destroy (&self->ops [i]);
+    }
+    self->count = 0;
+    if (rc == RELAIS_EFATAL)
+        relais_fatal ("intake commit", rc);
+    if (rc)
+        relais_warning ("batch refused error=%s", relais_strerror (rc));
+}
+
+static void
+s_on_submit_batch (relais_poller_t *poller, void *arg)
+{
+    s_commit ((intake_server_t *) arg);
+}
+
+//  ---------------------------------------------------------------------------
+//  Records endpoint: full record of one report, for authorised services
+
+typedef struct {
+    const char *id;
+    msgpack_sbuffer *out;
+    const msgpack_object *rid;
+    bool found;
+} s_record_read_t;
+
+static int
+s_read_record (relais_txn_t *txn, void *arg)
+{
+    s_record_read_t *r = (s_record_read_t *) arg;
+    const void *data;
+    size_t size;
+    int rc = relais_txn_get (txn, S_DB_SIGNALS, r->id, strlen (r->id), &data, &size);
+    if (rc == RELAIS_ENOTFOUND)
+        return 0;
+    if (rc)
+        return rc;
+    r->found = true;
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, r->out, msgpack_sbuffer_write);
+    msgpack_pack_map (&pk, 2 + (r->rid != NULL));
+    relais_pack_kv_bool (&pk, "ok", true);
+    if (r->rid) {
+        relais_pack_str (&pk, "rid");
+        relais_pack_object (&pk, r->rid);
+    }
+    relais_pack_str (&pk, "record");
+    relais_pack_raw (&pk, data, size);
+    return 0;
+}
+
+static void
+s_on_records (relais_poller_t *poller, zmsg_t **msg_p, void *arg)
+{
+    intake_server_t *self = (intake_server_t *) arg;
+    relais_request_t req;
+    relais_msg_t msg = { 0 };
+    relais_error_t err;
+    relais_error_clear (&err);
+    const msgpack_object *rid = NULL;
+    msgpack_sbuffer out;
+    msgpack_sbuffer_init (&out);
+    char id [S_ID_MAX];
+    if (relais_request_take (msg_p, &req)) {
+        relais_error_set (&err, RELAIS_CODE_INVALID, "", "expected an empty delimiter frame, then one data frame");
+        goto error;
+    }
+    if (relais_msg_decode (&msg, zframe_data (req.data), zframe_size (req.data), NULL, &err))
+        goto error;
+    if (msg.root.type != MSGPACK_OBJECT_MAP) {
+        relais_error_set (&err, RELAIS_CODE_INVALID, "", "request must be a map");
+        goto error;
+    }
+    rid = relais_msg_get (&msg.root, "rid");
+    const msgpack_object *op = relais_msg_get (&msg.root, "op");
+    if (!op || op->type != MSGPACK_OBJECT_STR) {
+        relais_error_set (&err, RELAIS_CODE_INVALID, "op", "required, a string");
+        goto error;
+    }
+    if (!relais_msg_str_eq (op, "signal.get")) {
+        relais_error_set (&err, RELAIS_CODE_UNKNOWN_OP, "op", "this endpoint serves signal.get");
+        goto error;
+    }
+    if (s_get_id (&msg.root, id, &err))
+        goto error;
+    s_record_read_t r = { id, &out, rid, false };
+    if (relais_store_read (self->store, s_read_record, &r)) {
+        relais_error_set (&err, RELAIS_CODE_UNAVAILABLE, "", "storage unavailable, retry later");
+        goto error;
+    }
+    if (!r.found) {
+        relais_error_set (&err, RELAIS_CODE_NOT_FOUND, "id", "no report has this id");
+        goto error;
+    }
+    //  Every read of personal data leaves a trace (who: the peer's routing id)
+    char peer [33];
+    zframe_t *identity = req.identity;
+    size_t n = zframe_size (identity) > 16? 16: zframe_size (identity);
+    for (size_t i = 0; i < n; i++)
+        snprintf (peer + 2 * i, 3, "%02x", zframe_data (identity) [i]);
+    peer [2 * n] = 0;
+    relais_notice ("record_read id=%s peer=%s", id, peer);
+    relais_request_reply (poller, &req, out.data, out.size);
+    goto done;
+error:
+    s_count_error (self, err.code);
+    relais_request_error (poller, &req, &err, NULL, rid);
+done:
+    relais_msg_release (&msg);
+    msgpack_sbuffer_destroy (&out);
+    relais_request_release (&req);
+}
+
+//  ---------------------------------------------------------------------------
+
+static void
+s_on_maint (uv_timer_t *timer)
+{
+    intake_server_t *self = (intake_server_t *) timer->data;
+    relais_store_tick (self->store);
+    static uint64_t ticks;
+    if (++ticks % 6 == 0)
+        relais_info ("stats received=%llu acked=%llu duplicates=%llu batches=%llu "
+                     "largest_batch=%llu invalid=%llu too_large=%llu unknown_op=%llu "
+                     "not_found=%llu conflict=%llu unavailable=%llu last=%llu",
+                     (unsigned long long) self->stats.received,
+                     (unsigned long long) self->stats.acked,
+                     (unsigned long long) self->stats.duplicates,
+                     (unsigned long long) self->stats.batches,
+                     (unsigned long long) self->stats.largest_batch,
+                     (unsigned long long) self->stats.errors [0],
+                     (unsigned long long) self->stats.errors [1],
+                     (unsigned long long) self->stats.errors [2],
+                     (unsigned long long) self->stats.errors [4],
+                     (unsigned long long) self->stats.errors [5],
+                     (unsigned long long) self->stats.errors [6],
+                     (unsigned long long) relais_pub_last (self->pub));
+}
+
+static void
+s_on_signal (int signum, void *arg)
+{
+    intake_server_stop ((intake_server_t *) arg);
+}
+
+intake_server_t *
+intake_server_new (uv_loop_t *loop, relais_config_t *config)
+{
+    intake_server_t *self = (intake_server_t *) calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->loop = loop;
+    self->config = config;
+    intake_rules_load (&self->rules, config);
+    self->batch_max = (size_t) relais_config_int (config, "intake/batch_max", 4096);
+    if (self->batch_max == 0)
+        self->batch_max = 1;
+    self->ops = (s_op_t **) calloc (self->batch_max, sizeof *self->ops);
+    if (!self->ops) {
+        free (self);
+        return NULL;
+    }
+    return self;
+}
+
+static void
+s_ensure_ipc_dir (const char *endpoint)
+{
+    //  ipc:// endpoints live in a folder only the service's user may enter:
+    //  on one machine, file permissions are the access control.
+    if (strncmp (endpoint, "ipc://", 6) != 0)
+        return;
+    char path [512];
+    snprintf (path, sizeof path, "%s", endpoint + 6);
+    char *slash = strrchr (path, '/');
+    if (!slash || slash == path)
+        return;
+    *slash = 0;
+    for (char *p = path + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            mkdir (path, 0700);
+            *p = '/';
+        }
+    mkdir (path, 0700);
+}
+
+int
+intake_server_start (intake_server_t *self)
+{
+    relais_config_t *config = self->config;
+    char *store_path = relais_config_path (config, "intake/store/path");
+    char *key_path = relais_config_path (config, "intake/person_key_file");
+    int rc = -EINVAL;
+    if (!store_path || !key_path)
+        goto failed;
+    const char *endpoints [] = { "intake/submit", "intake/pub", "intake/fetch", "intake/records" };
+    for (int i = 0; i < 4; i++)
+        s_ensure_ipc_dir (relais_config_str (config, endpoints [i]));
+
+    relais_store_opts_t opts = {
+        relais_config_size (config, "intake/store/map_size", 64 << 20),
+        relais_config_size (config, "intake/store/map_max", 64ULL << 30),
+        s_dbs
+    };
+    self->store = relais_store_new (store_path, &opts);
+    if (!self->store)
+        goto failed;
+    if ((rc = intake_pseudo_load_key (key_path, self->key)))
+        goto failed;
+    rc = -EADDRINUSE;
+    relais_pub_opts_t pub_opts = {
+        .name = "intake",
+        .pub_endpoint = relais_config_str (config, "intake/pub"),
+        .fetch_endpoint = relais_config_str (config, "intake/fetch"),
+        .heartbeat_ms = relais_config_duration_ms (config, "intake/heartbeat", 1000),
+    };
+    self->pub = relais_pub_new (self->loop, self->store, &pub_opts);
+    if (!self->pub)
+        goto failed;
+    zsock_t *submit = relais_sock_new (ZMQ_ROUTER, relais_config_str (config, "intake/submit"),
+                                       RELAIS_SOCK_BIND, RELAIS_MSG_MAX_BYTES);
+    if (!submit)
+        goto failed;
+    zsock_set_rcvhwm (submit, 100000);
+    zsock_set_sndhwm (submit, 100000);
+    self->submit = relais_poller_new (self->loop, &submit, self->batch_max,
+                                      s_on_submit, s_on_submit_batch, self);
+    zsock_t *records = relais_sock_new (ZMQ_ROUTER, relais_config_str (config, "intake/records"),
+                                        RELAIS_SOCK_BIND, RELAIS_MSG_MAX_BYTES);
+    if (!records)
+        goto failed;
+    self->records = relais_poller_new (self->loop, &records, 64, s_on_records, NULL, self);
+    self->signals = relais_signals_new (self->loop, s_on_signal, self);
+    uv_timer_init (self->loop, &self->maint);
+    self->maint.data = self;
+    self->maint_open = true;
+    uv_timer_start (&self->maint, s_on_maint, 10000, 10000);
+    relais_notice ("ready submit=%s records=%s store=%s last=%llu",
+                   relais_config_str (config, "intake/submit"),
+                   relais_config_str (config, "intake/records"), store_path,
+                   (unsigned long long) relais_pub_last (self->pub));
+    free (store_path);
+    free (key_path);
+    return 0;
+
+failed:
+    free (store_path);
+    free (key_path);
+    intake_server_stop (self);
+    return rc;
+}
+
+void
+intake_server_stop (intake_server_t *self)
+{
+    //  Requests already read are committed and answered before we go
+    if (self->store && self->pub)
+        s_commit (self);
+    relais_poller_close (&self->submit);
+    relais_poller_close (&self->records);
+    relais_pub_close (&self->pub);
+    relais_signals_close (&self->signals);
+    if (self->maint_open) {
+        uv_timer_stop (&self->maint);
+        uv_close ((uv_handle_t *) &self->maint, NULL);
+        self->maint_open = false;
+    }
+}
+
+void
+intake_server_destroy (intake_server_t **self_p)
+{
+    intake_server_t *self = *self_p;
+    if (!self)
+        return;
+    *self_p = NULL;
+    for (size_t i = 0; i < self->count; i++)
+        s_op_destroy (&self->ops [i]);
+    relais_store_destroy (&self->store);
+    sodium_memzero (self->key, sizeof self->key);
+    free (self->ops);
+    free (self);
+}
