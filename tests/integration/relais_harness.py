@@ -24,11 +24,26 @@ CTX = zmq.Context.instance()
 
 
 def binary(name):
-    for sub in ("services/intake", "services/cli", "tests", "."):
+    """A program of the build tree: services/<svc>/relais-<svc>, the CLI, tools."""
+    subs = [os.path.join("services", d) for d in sorted(os.listdir(os.path.join(BIN, "services")))
+            if os.path.isdir(os.path.join(BIN, "services", d))]
+    for sub in subs + ["tests", "."]:
         path = os.path.join(BIN, sub, name)
         if os.path.exists(path):
             return path
     raise FileNotFoundError(name)
+
+
+# The endpoints each service binds (keys of its section in the deployment
+# file). A test deployment gives every service all of them on ipc://; a
+# service that is not started simply leaves them unbound.
+SERVICE_ENDPOINTS = {
+    "intake": ["submit", "pub", "fetch", "records"],
+    "router": ["pub", "fetch", "partners", "api"],
+    "plans": ["pub", "fetch", "api"],
+    "capacity": ["pub", "fetch", "api"],
+    "analytics": ["pub", "fetch", "api"],
+}
 
 
 def pack(obj):
@@ -61,7 +76,7 @@ def sample_signal(arr=18, **changes):
 class Bus:
     """A one-machine deployment in a temporary folder."""
 
-    def __init__(self, name="bus", extra=""):
+    def __init__(self, name="bus", extra="", services=None):
         base = os.environ.get("RELAIS_TEST_TMP") or tempfile.gettempdir()
         os.makedirs(base, exist_ok=True)
         self.dir = tempfile.mkdtemp(prefix=f"relais-{name}-", dir=base)
@@ -69,14 +84,9 @@ class Bus:
         os.makedirs(self.sock, mode=0o700)
         self.procs = {}
         self.logs = {}
-        self.endpoints = {
-            "intake": {
-                "submit": self.ep("intake-submit"),
-                "pub": self.ep("intake-pub"),
-                "fetch": self.ep("intake-fetch"),
-                "records": self.ep("intake-records"),
-            }
-        }
+        self.services = services or ["intake"]
+        self.endpoints = {svc: {k: self.ep(f"{svc}-{k}") for k in SERVICE_ENDPOINTS[svc]}
+                          for svc in self.services}
         self.config = os.path.join(self.dir, "relais.cfg")
         with open(self.config, "w") as f:
             f.write("#   Test deployment\nrelais\n    data = var\n")
@@ -84,7 +94,7 @@ class Bus:
                 f.write(f"{svc}\n")
                 for k, v in eps.items():
                     f.write(f"    {k} = \"{v}\"\n")
-                f.write("    heartbeat = 200ms\n" if svc == "intake" else "")
+                f.write("    heartbeat = 200ms\n")
             f.write(extra)
         atexit.register(self.close)
 
