@@ -10,6 +10,7 @@
 */
 #include "cli.h"
 #include "intake_server.h"
+#include "relais_deploy.h"
 #include "relais_clock.h"
 #include "relais_log.h"
 
@@ -28,6 +29,7 @@ static const cli_command_t s_commands [] = {
     { "fetch", cli_fetch, "dump a range of a service's event log", cli_fetch_help },
     { "status", cli_status, "is every service up? last sequence, heartbeat, lag", cli_status_help },
     { "simulate", cli_simulate, "generate realistic Paris reports and submit them", cli_simulate_help },
+    { "config", cli_config, "read the deployment file as the services do", cli_config_help },
     { NULL, NULL, NULL, NULL }
 };
 
@@ -329,7 +331,7 @@ main (int argc, char *argv [])
     relais_clock_from_env ();
     cli_t cli = { NULL, config_path? config_path: "", isatty (STDOUT_FILENO) != 0 };
     cli.config = relais_config_load (config_path);
-    if (!cli.config || intake_declare (cli.config)) {
+    if (!cli.config || relais_deploy_declare (cli.config) || intake_declare (cli.config)) {
         //  The loader said why, with the file and the key
         fprintf (stderr, "relais: cannot use the configuration %s\n",
                  config_path? config_path: "(defaults)");
