@@ -74,7 +74,13 @@ cli_json_reader_next (cli_json_reader_t *self, json_t **value, int *line,
         else
         if (err.line == 1 && err.column > 0)
             at_column = self->column + err.column - 1;
-        snprintf (why, size, "line %d, column %d: %s", at_line, at_column, err.text);
+        //  In NDJSON a broken line is often noticed lines later (an open
+        //  brace swallows the next object): name where the object began too
+        if (at_line != self->line)
+            snprintf (why, size, "line %d, column %d: %s (in the object that starts at line %d)",
+                      at_line, at_column, err.text, self->line);
+        else
+            snprintf (why, size, "line %d, column %d: %s", at_line, at_column, err.text);
         self->offset = self->size;  //  the rest cannot be trusted
         return -1;
     }
