@@ -21,7 +21,7 @@ build "$root/build" -DCMAKE_C_COMPILER=gcc -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
 if [[ "${1:-}" != "--quick" ]]; then
     echo "==> clang + ASan/UBSan build and tests"
-    build "$root/build-asan" -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DRELAIS_SANITIZE=ON
+    build "$root/build-asan" -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DRELAIS_SANITIZE=ON -DRELAIS_FUZZ=ON
     (cd "$root/build-asan" \
         && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1 \
            UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

@@ -239,6 +239,11 @@ s_utf8_decode (const unsigned char *p, size_t left, uint32_t *cp)
 void
 cli_json_write_str (msgpack_sbuffer *out, const char *text, size_t size)
 {
+    if (size == 0) {
+        //  msgpack-c hands out NULL for an empty str: no pointer arithmetic
+        s_put (out, "\"\"", 2);
+        return;
+    }
     const unsigned char *p = (const unsigned char *) text;
     const unsigned char *end = p + size;
     s_put (out, "\"", 1);

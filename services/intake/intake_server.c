@@ -73,6 +73,7 @@ typedef struct {
 
 typedef struct {
     uint64_t received, acked, duplicates, batches, largest_batch;
+    uint64_t replies_dropped;           //  the peer's queue was full: it will resend
     uint64_t errors [9];                //  by s_code_index
 } s_stats_t;
 
@@ -167,8 +168,17 @@ s_op_reply (intake_server_t *self, s_op_t *op)
         relais_pack_str (&pk, "rid");
         relais_pack_object (&pk, op->rid);
     }
-    relais_request_reply (self->submit, &op->req, sbuf.data, sbuf.size);
+    int rc = relais_request_reply (self->submit, &op->req, sbuf.data, sbuf.size);
     msgpack_sbuffer_destroy (&sbuf);
+    if (rc) {
+        //  The report is durable; only the ack is lost. ROUTER cannot wait
+        //  for a full peer queue without stalling every producer, so the
+        //  producer's resend (same idem) gets it back as a duplicate.
+        if (self->stats.replies_dropped++ == 0 || self->stats.replies_dropped % 1000 == 0)
+            relais_warning ("ack not sent error=%s dropped=%llu (the producer will resend)",
+                            strerror (-rc), (unsigned long long) self->stats.replies_dropped);
+        return;
+    }
     self->stats.acked++;
     if (op->duplicate)
         self->stats.duplicates++;
@@ -785,7 +795,7 @@ s_on_maint (uv_timer_t *timer)
     if (++ticks % 6 == 0)
         relais_info ("stats received=%llu acked=%llu duplicates=%llu batches=%llu "
                      "largest_batch=%llu invalid=%llu too_large=%llu unknown_op=%llu "
-                     "not_found=%llu conflict=%llu unavailable=%llu last=%llu",
+                     "not_found=%llu conflict=%llu unavailable=%llu replies_dropped=%llu last=%llu",
                      (unsigned long long) self->stats.received,
                      (unsigned long long) self->stats.acked,
                      (unsigned long long) self->stats.duplicates,
@@ -797,6 +807,7 @@ s_on_maint (uv_timer_t *timer)
                      (unsigned long long) self->stats.errors [4],
                      (unsigned long long) self->stats.errors [5],
                      (unsigned long long) self->stats.errors [6],
+                     (unsigned long long) self->stats.replies_dropped,
                      (unsigned long long) relais_pub_last (self->pub));
 }
 
