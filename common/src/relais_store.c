@@ -27,6 +27,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #define S_MAP_SIZE_DEFAULT  ((size_t) 64 << 20)
 #define S_MAP_MAX_DEFAULT   ((size_t) 64 << 30)
@@ -783,4 +786,184 @@ relais_key_to_u64 (const void *key)
     for (int i = 0; i < 8; i++)
         value = (value << 8) | bytes [i];
     return value;
+}
+
+//  ---------------------------------------------------------------------------
+//  Backup and verification: operator tools that open an environment
+//  another process may own, read-only, and never write to it.
+
+static int
+s_open_readonly (const char *dir, MDB_env **env_p)
+{
+    MDB_env *env = NULL;
+    int rc = mdb_env_create (&env);
+    if (rc == 0)
+        rc = mdb_env_set_maxdbs (env, RELAIS_STORE_MAX_DBS + 3);
+    if (rc == 0)
+        rc = mdb_env_set_maxreaders (env, S_MAX_READERS);
+    if (rc == 0)
+        rc = mdb_env_open (env, dir, MDB_RDONLY | MDB_NOTLS, 0600);
+    if (rc) {
+        relais_error ("relais_store: %s: cannot open read-only: %s", dir, mdb_strerror (rc));
+        if (env)
+            mdb_env_close (env);
+        return s_map_rc (rc);
+    }
+    *env_p = env;
+    return 0;
+}
+
+static int
+s_u64_at (MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t *value)
+{
+    MDB_val key = { strlen (name), (void *) name };
+    MDB_val val;
+    int rc = mdb_get (txn, dbi, &key, &val);
+    if (rc == MDB_NOTFOUND) {
+        *value = 0;
+        return 0;
+    }
+    if (rc)
+        return s_map_rc (rc);
+    if (val.mv_size != 8)
+        return RELAIS_EMALFORMED;
+    *value = relais_key_to_u64 (val.mv_data);
+    return 0;
+}
+
+int
+relais_store_verify (const char *dir, relais_store_info_t *info)
+{
+    relais_store_info_t local;
+    if (!info)
+        info = &local;
+    memset (info, 0, sizeof *info);
+    MDB_env *env;
+    int rc = s_open_readonly (dir, &env);
+    if (rc)
+        return rc;
+    MDB_txn *txn = NULL;
+    MDB_dbi meta, log;
+    MDB_cursor *cursor = NULL;
+    rc = mdb_txn_begin (env, NULL, MDB_RDONLY, &txn);
+    if (rc == 0)
+        rc = mdb_dbi_open (txn, "meta", 0, &meta);
+    if (rc == 0)
+        rc = mdb_dbi_open (txn, "log", 0, &log);
+    if (rc) {
+        relais_error ("relais_store: %s: not a Relais store: %s", dir, mdb_strerror (rc));
+        rc = rc == MDB_NOTFOUND? RELAIS_EMALFORMED: s_map_rc (rc);
+        goto done;
+    }
+    uint64_t first_meta, last_meta;
+    if ((rc = s_u64_at (txn, meta, s_schema_key, &info->schema_version))
+    ||  (rc = s_u64_at (txn, meta, s_log_first_key, &first_meta))
+    ||  (rc = s_u64_at (txn, meta, s_log_last_key, &last_meta))) {
+        relais_error ("relais_store: %s: unreadable meta values", dir);
+        goto done;
+    }
+    if (info->schema_version == 0 || info->schema_version > RELAIS_STORE_SCHEMA_VERSION) {
+        relais_error ("relais_store: %s: schema version %llu is not one this program reads",
+                      dir, (unsigned long long) info->schema_version);
+        rc = RELAIS_EMALFORMED;
+        goto done;
+    }
+    MDB_stat st;
+    if ((rc = mdb_stat (txn, log, &st)) || (rc = mdb_cursor_open (txn, log, &cursor))) {
+        rc = s_map_rc (rc);
+        goto done;
+    }
+    info->log_entries = st.ms_entries;
+    MDB_val key, val;
+    if (st.ms_entries > 0) {
+        if ((rc = mdb_cursor_get (cursor, &key, &val, MDB_FIRST)) || key.mv_size != 8) {
+            rc = rc? s_map_rc (rc): RELAIS_EMALFORMED;
+            goto done;
+        }
+        info->log_first = relais_key_to_u64 (key.mv_data);
+        if ((rc = mdb_cursor_get (cursor, &key, &val, MDB_LAST)) || key.mv_size != 8) {
+            rc = rc? s_map_rc (rc): RELAIS_EMALFORMED;
+            goto done;
+        }
+        info->log_last = relais_key_to_u64 (key.mv_data);
+    }
+    if (info->log_entries > 0
+    &&  info->log_last - info->log_first + 1 != info->log_entries) {
+        relais_error ("relais_store: %s: log not contiguous: %llu entries from %llu to %llu",
+                      dir, (unsigned long long) info->log_entries,
+                      (unsigned long long) info->log_first, (unsigned long long) info->log_last);
+        rc = RELAIS_EMALFORMED;
+        goto done;
+    }
+    if (info->log_last != last_meta || (info->log_entries > 0 && info->log_first != first_meta)) {
+        relais_error ("relais_store: %s: meta says log %llu..%llu, the log holds %llu..%llu",
+                      dir, (unsigned long long) first_meta, (unsigned long long) last_meta,
+                      (unsigned long long) info->log_first, (unsigned long long) info->log_last);
+        rc = RELAIS_EMALFORMED;
+        goto done;
+    }
+    char path [4096];
+    struct stat fst;
+    snprintf (path, sizeof path, "%s/data.mdb", dir);
+    if (stat (path, &fst) == 0)
+        info->bytes = (size_t) fst.st_size;
+    rc = 0;
+done:
+    if (cursor)
+        mdb_cursor_close (cursor);
+    if (txn)
+        mdb_txn_abort (txn);
+    mdb_env_close (env);
+    return rc;
+}
+
+int
+relais_store_backup (const char *dir, const char *dest, relais_store_info_t *info)
+{
+    int rc = s_mkdir_p (dest);
+    if (rc) {
+        relais_error ("relais_store: %s: cannot create folder: %s", dest, strerror (-rc));
+        return rc;
+    }
+    DIR *folder = opendir (dest);
+    if (!folder)
+        return -errno;
+    bool empty = true;
+    for (struct dirent *entry; (entry = readdir (folder)) && empty; )
+        empty = strcmp (entry->d_name, ".") == 0 || strcmp (entry->d_name, "..") == 0;
+    closedir (folder);
+    if (!empty) {
+        relais_error ("relais_store: %s: the backup folder is not empty", dest);
+        return -EEXIST;
+    }
+    MDB_env *env;
+    if ((rc = s_open_readonly (dir, &env)))
+        return rc;
+    //  One read transaction for the whole copy: a consistent snapshot of
+    //  the last commit, while the owner goes on writing
+    rc = mdb_env_copy2 (env, dest, MDB_CP_COMPACT);
+    mdb_env_close (env);
+    if (rc) {
+        relais_error ("relais_store: %s: copy to %s failed: %s", dir, dest, mdb_strerror (rc));
+        return s_map_rc (rc);
+    }
+    //  mdb_env_copy2 writes data.mdb without syncing it: make it durable,
+    //  and its directory entry too
+    char path [4096];
+    snprintf (path, sizeof path, "%s/data.mdb", dest);
+    int fd = open (path, O_RDONLY);
+    if (fd < 0 || fsync (fd)) {
+        rc = -errno;
+        if (fd >= 0)
+            close (fd);
+        relais_error ("relais_store: %s: cannot sync: %s", path, strerror (-rc));
+        return rc;
+    }
+    close (fd);
+    fd = open (dest, O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        fsync (fd);
+        close (fd);
+    }
+    return relais_store_verify (dest, info);
 }

@@ -43,6 +43,8 @@ int cli_fetch (cli_t *cli, int argc, char **argv);
 int cli_status (cli_t *cli, int argc, char **argv);
 int cli_simulate (cli_t *cli, int argc, char **argv);
 int cli_config (cli_t *cli, int argc, char **argv);
+int cli_backup (cli_t *cli, int argc, char **argv);
+int cli_restore (cli_t *cli, int argc, char **argv);
 
 extern const char cli_submit_help [];
 extern const char cli_tail_help [];
@@ -50,6 +52,8 @@ extern const char cli_fetch_help [];
 extern const char cli_status_help [];
 extern const char cli_simulate_help [];
 extern const char cli_config_help [];
+extern const char cli_backup_help [];
+extern const char cli_restore_help [];
 
 
 //  ---------------------------------------------------------------------------

@@ -30,6 +30,8 @@ static const cli_command_t s_commands [] = {
     { "status", cli_status, "is every service up? last sequence, heartbeat, lag", cli_status_help },
     { "simulate", cli_simulate, "generate realistic Paris reports and submit them", cli_simulate_help },
     { "config", cli_config, "read the deployment file as the services do", cli_config_help },
+    { "backup", cli_backup, "hot, compacted, verified copies of the services' stores", cli_backup_help },
+    { "restore", cli_restore, "put a backup back as a stopped service's store", cli_restore_help },
     { NULL, NULL, NULL, NULL }
 };
 

@@ -136,6 +136,31 @@ int relais_log_bounds (relais_txn_t *txn, uint64_t *first, uint64_t *last);
 int relais_ckpt_get (relais_txn_t *txn, const char *source, uint64_t *seq);   //  0 when absent
 int relais_ckpt_set (relais_txn_t *txn, const char *source, uint64_t seq);
 
+//  --- backup and verification (operator tools; another process may run) ---
+typedef struct {
+    uint64_t schema_version;
+    uint64_t log_first, log_last;       //  0, 0 when the log is empty
+    uint64_t log_entries;               //  entries actually in the log
+    size_t bytes;                       //  size of data.mdb
+} relais_store_info_t;
+
+//  Hot backup of the environment in dir (which a running service may own:
+//  LMDB lets a second process read) into dest, a folder that must not
+//  exist or be empty: a compacted copy of the last committed transaction
+//  (mdb_env_copy2 with MDB_CP_COMPACT), fsync'd, then verified. Fills info
+//  about the copy when not NULL. Returns 0, -EEXIST (dest not empty), or
+//  another negative code after logging why.
+int
+    relais_store_backup (const char *dir, const char *dest, relais_store_info_t *info);
+
+//  Open the environment in dir read-only and check it: schema version this
+//  program reads, log bounds recorded in meta equal to the log's real first
+//  and last keys, and the log contiguous (entries == last - first + 1).
+//  Fills info. Returns 0, RELAIS_EMALFORMED when an invariant is broken
+//  (logged), or another negative code.
+int
+    relais_store_verify (const char *dir, relais_store_info_t *info);
+
 //  Helpers for big-endian u64 keys (they sort in numeric order).
 void     relais_u64_to_key (uint64_t value, uint8_t key [8]);
 uint64_t relais_key_to_u64 (const void *key);
