@@ -9,6 +9,7 @@
     =========================================================================
 */
 #include "relais_bus.h"
+#include "relais_security.h"
 #include "relais_log.h"
 
 #include <stdlib.h>
@@ -99,6 +100,11 @@ relais_sock_new (int type, const char *endpoint, relais_sock_mode_t mode,
         zsock_set_router_mandatory (sock, 1);
     if (mode == RELAIS_SOCK_CONNECT && type != ZMQ_SUB)
         zsock_set_immediate (sock, 1);
+    //  CURVE and the ZAP domain when the deployment turns security on
+    if (relais_security_apply (sock, endpoint, mode == RELAIS_SOCK_BIND)) {
+        zsock_destroy (&sock);
+        return NULL;
+    }
     int rc = mode == RELAIS_SOCK_BIND? zsock_bind (sock, "%s", endpoint)
                                      : zsock_connect (sock, "%s", endpoint);
     if (rc < 0) {

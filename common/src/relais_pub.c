@@ -8,6 +8,7 @@
     =========================================================================
 */
 #include "relais_bus.h"
+#include "relais_security.h"
 #include "relais_clock.h"
 #include "relais_log.h"
 
@@ -355,6 +356,8 @@ relais_pub_new (uv_loop_t *loop, relais_store_t *store, const relais_pub_opts_t 
         goto failed;
     zsock_set_sndhwm (self->pub, self->opts.sndhwm);
     zsock_set_linger (self->pub, 1000);
+    if (relais_security_apply (self->pub, opts->pub_endpoint, true))
+        goto failed;
     if (zsock_bind (self->pub, "%s", opts->pub_endpoint) < 0) {
         relais_error ("bind failed endpoint=%s error=%s", opts->pub_endpoint,
                       zmq_strerror (zmq_errno ()));

@@ -14,6 +14,7 @@
     =========================================================================
 */
 #include "relais_bus.h"
+#include "relais_security.h"
 #include "relais_clock.h"
 #include "relais_log.h"
 
@@ -455,6 +456,11 @@ relais_sub_start (relais_sub_t *self)
         zsock_set_rcvhwm (live, self->opts.rcvhwm);
         zsock_set_linger (live, 0);
         zsock_set_subscribe (live, "");
+        if (relais_security_apply (live, src->pub_endpoint, false)) {
+            zsock_destroy (&live);
+            zsock_destroy (&fetch);
+            return -EACCES;
+        }
         if (zsock_connect (live, "%s", src->pub_endpoint) < 0) {
             relais_error ("connect failed endpoint=%s", src->pub_endpoint);
             zsock_destroy (&live);

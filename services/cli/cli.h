@@ -45,6 +45,7 @@ int cli_simulate (cli_t *cli, int argc, char **argv);
 int cli_config (cli_t *cli, int argc, char **argv);
 int cli_backup (cli_t *cli, int argc, char **argv);
 int cli_restore (cli_t *cli, int argc, char **argv);
+int cli_keygen (cli_t *cli, int argc, char **argv);
 
 extern const char cli_submit_help [];
 extern const char cli_tail_help [];
@@ -54,6 +55,7 @@ extern const char cli_simulate_help [];
 extern const char cli_config_help [];
 extern const char cli_backup_help [];
 extern const char cli_restore_help [];
+extern const char cli_keygen_help [];
 
 
 //  ---------------------------------------------------------------------------

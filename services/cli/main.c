@@ -11,6 +11,7 @@
 #include "cli.h"
 #include "intake_server.h"
 #include "relais_deploy.h"
+#include "relais_security.h"
 #include "relais_clock.h"
 #include "relais_log.h"
 
@@ -32,6 +33,7 @@ static const cli_command_t s_commands [] = {
     { "config", cli_config, "read the deployment file as the services do", cli_config_help },
     { "backup", cli_backup, "hot, compacted, verified copies of the services' stores", cli_backup_help },
     { "restore", cli_restore, "put a backup back as a stopped service's store", cli_restore_help },
+    { "keygen", cli_keygen, "make a CURVE certificate with its identity and role", cli_keygen_help },
     { NULL, NULL, NULL, NULL }
 };
 
@@ -106,6 +108,12 @@ cli_sock_new (int type, const char *endpoint, int64_t max_msg)
     if (type == ZMQ_SUB) {
         zsock_set_rcvhwm (sock, 100000);
         zsock_set_subscribe (sock, "");
+    }
+    if (relais_security_apply (sock, endpoint, false)) {
+        fprintf (stderr, "relais: no server certificate for %s: not connecting in the clear\n",
+                 endpoint);
+        zsock_destroy (&sock);
+        return NULL;
     }
     if (zsock_connect (sock, "%s", endpoint) < 0) {
         fprintf (stderr, "relais: cannot connect to %s: %s\n", endpoint,
@@ -199,7 +207,7 @@ static void
 s_usage (FILE *out)
 {
     fprintf (out,
-        "usage: relais [--config FILE] COMMAND [ARGS...]\n"
+        "usage: relais [--config FILE] [--as NAME] COMMAND [ARGS...]\n"
         "\n"
         "Relais carries social-emergency reports between the 115, the\n"
         "arrondissements, the MUS and their partners. This command talks to a\n"
@@ -214,6 +222,9 @@ s_usage (FILE *out)
         "global flags (before COMMAND):\n"
         "  --config FILE   the deployment file (ZPL); else $RELAIS_CONFIG, else\n"
         "                  " S_DEFAULT_CONFIG " if it exists, else built-in defaults\n"
+        "  --as NAME       with CURVE on (security/curve), connect with the\n"
+        "                  certificate NAME of security/certs; else\n"
+        "                  $RELAIS_IDENTITY, else \"operations\"\n"
         "  -h, --help      this text\n"
         "\n"
         "`relais help COMMAND` or `relais COMMAND --help` explains one command.\n"
@@ -270,6 +281,7 @@ main (int argc, char *argv [])
     relais_log_init ("relais");
 
     const char *config_path = NULL;
+    const char *identity = getenv ("RELAIS_IDENTITY");
     int arg = 1;
     while (arg < argc && argv [arg][0] == '-') {
         if (strcmp (argv [arg], "--config") == 0 && arg + 1 < argc) {
@@ -280,6 +292,11 @@ main (int argc, char *argv [])
         if (strncmp (argv [arg], "--config=", 9) == 0) {
             config_path = argv [arg] + 9;
             arg++;
+        }
+        else
+        if (strcmp (argv [arg], "--as") == 0 && arg + 1 < argc) {
+            identity = argv [arg + 1];
+            arg += 2;
         }
         else
         if (strcmp (argv [arg], "--help") == 0 || strcmp (argv [arg], "-h") == 0) {
@@ -333,7 +350,14 @@ main (int argc, char *argv [])
     relais_clock_from_env ();
     cli_t cli = { NULL, config_path? config_path: "", isatty (STDOUT_FILENO) != 0 };
     cli.config = relais_config_load (config_path);
-    if (!cli.config || relais_deploy_declare (cli.config) || intake_declare (cli.config)) {
+    if (!identity || !*identity)
+        identity = "operations";
+    //  keygen makes the certificates security needs, config only reads the
+    //  file: both run without them
+    bool offline = strcmp (command->name, "keygen") == 0 || strcmp (command->name, "config") == 0;
+    if (!cli.config || relais_deploy_declare (cli.config) || relais_security_declare (cli.config)
+    ||  intake_declare (cli.config)
+    ||  (!offline && relais_security_start (cli.config, identity, false))) {
         //  The loader said why, with the file and the key
         fprintf (stderr, "relais: cannot use the configuration %s\n",
                  config_path? config_path: "(defaults)");
@@ -341,6 +365,7 @@ main (int argc, char *argv [])
         return CLI_USAGE;
     }
     int rc = command->fn (&cli, sub_argc, sub_argv);
+    relais_security_stop ();
     relais_config_destroy (&cli.config);
     fflush (stdout);
     zsys_shutdown ();

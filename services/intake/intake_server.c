@@ -9,6 +9,7 @@
 #include "relais_bus.h"
 #include "relais_clock.h"
 #include "relais_log.h"
+#include "relais_security.h"
 #include "relais_signal.h"
 
 #include <sodium.h>
@@ -63,6 +64,7 @@ typedef struct {
     const msgpack_object *changes;      //  update
     char id [S_ID_MAX];                 //  update, close
     char reason [32];                   //  close
+    relais_peer_t peer;                 //  who sent it (its certificate)
     //  result, rewritten by every attempt of the transaction
     relais_error_t err;
     char result_id [S_ID_MAX];
@@ -195,6 +197,20 @@ s_get_id (const msgpack_object *root, char *id, relais_error_t *err)
     return 0;
 }
 
+//  A producer's source is the one of its certificate, whatever the report
+//  says: a cell cannot file reports in another cell's name.
+static void
+s_source_from_peer (relais_signal_t *sig, const relais_peer_t *peer)
+{
+    if (strcmp (peer->role, "producer") != 0 || !*peer->source_kind)
+        return;
+    int kind = relais_enum_find (relais_source_kind_names, RELAIS_SOURCE_COUNT, peer->source_kind);
+    if (kind >= 0)
+        sig->source_kind = (relais_source_kind_t) kind;
+    snprintf (sig->source_name, sizeof sig->source_name, "%s",
+              *peer->source_name? peer->source_name: peer->name);
+}
+
 //  Validate what can be validated without the store. Returns 0 when the op
 //  joins the batch; otherwise op->err is set.
 static int
@@ -231,10 +247,13 @@ s_op_parse (intake_server_t *self, s_op_t *op)
                                  "at most %d bytes", S_IDEM_MAX);
     if (!relais_utf8_clean (idem->via.str.ptr, idem->via.str.size, false))
         return relais_error_set (err, RELAIS_CODE_INVALID, "idem", "must be one line of text");
-    //  Idempotency is per producer: without CURVE every producer shares
-    //  the anonymous scope, so idem must be globally unique (a UUID).
-    const char *scope = "anon";
-    op->idem_key_len = (size_t) snprintf (op->idem_key, sizeof op->idem_key, "%s", scope) + 1;
+    //  Who sent it comes from the connection (CURVE certificate), never
+    //  from the message. Idempotency is per producer: without CURVE every
+    //  producer shares the anonymous scope, so idem must be globally unique.
+    if (!relais_security_peer (op->req.data, &op->peer))
+        return relais_error_set (err, RELAIS_CODE_UNAUTHORIZED, "",
+                                 "this connection's certificate is not in the roster");
+    op->idem_key_len = (size_t) snprintf (op->idem_key, sizeof op->idem_key, "%s", op->peer.name) + 1;
     memcpy (op->idem_key + op->idem_key_len, idem->via.str.ptr, idem->via.str.size);
     op->idem_key_len += idem->via.str.size;
 
@@ -245,7 +264,10 @@ s_op_parse (intake_server_t *self, s_op_t *op)
         op->sig = (relais_signal_t *) malloc (sizeof *op->sig);
         if (!op->sig)
             return relais_error_set (err, RELAIS_CODE_UNAVAILABLE, "", "out of memory");
-        return relais_signal_parse (signal, "signal", self->now, op->sig, err);
+        int rc = relais_signal_parse (signal, "signal", self->now, op->sig, err);
+        if (rc == 0)
+            s_source_from_peer (op->sig, &op->peer);
+        return rc;
     }
     int rc = s_get_id (root, op->id, err);
     if (rc)
@@ -765,13 +787,19 @@ s_on_records (relais_poller_t *poller, zmsg_t **msg_p, void *arg)
         relais_error_set (&err, RELAIS_CODE_NOT_FOUND, "id", "no report has this id");
         goto error;
     }
-    //  Every read of personal data leaves a trace (who: the peer's routing id)
-    char peer [33];
-    zframe_t *identity = req.identity;
-    size_t n = zframe_size (identity) > 16? 16: zframe_size (identity);
-    for (size_t i = 0; i < n; i++)
-        snprintf (peer + 2 * i, 3, "%02x", zframe_data (identity) [i]);
-    peer [2 * n] = 0;
+    //  Every read of personal data leaves a trace: who (the certificate's
+    //  name with CURVE, else the connection's routing id), and what
+    relais_peer_t who;
+    char peer [RELAIS_PEER_NAME_MAX];
+    if (relais_security_on () && relais_security_peer (req.data, &who))
+        snprintf (peer, sizeof peer, "%s", who.name);
+    else {
+        zframe_t *identity = req.identity;
+        size_t n = zframe_size (identity) > 16? 16: zframe_size (identity);
+        for (size_t i = 0; i < n; i++)
+            snprintf (peer + 2 * i, 3, "%02x", zframe_data (identity) [i]);
+        peer [2 * n] = 0;
+    }
     relais_notice ("record_read id=%s peer=%s", id, peer);
     relais_request_reply (poller, &req, out.data, out.size);
     goto done;

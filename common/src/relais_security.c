@@ -1,0 +1,499 @@
+/*  =========================================================================
+    relais_security - CURVE on every socket, identities and roles from keys
+    (see relais_security.h)
+
+    @discuss
+    Why our own ZAP handler rather than czmq's zauth: zauth admits any key
+    of its certificate store on every socket of the process (the ZAP domain
+    is ignored), so a partner's key would open intake's submit endpoint and
+    every PUB. Ours checks the role against the endpoint's domain at the
+    handshake, refuses NULL and PLAIN, and is started before the first bind
+    and checked: libzmq 4.3 without a ZAP handler admits every CURVE client
+    (PITFALLS.md), so a process whose handler could not start refuses to run.
+    The state is process-wide, like czmq's context it lives beside: sockets
+    are created in many places, and one process has one identity.
+    =========================================================================
+*/
+#include "relais_security.h"
+#include "relais_deploy.h"
+#include "relais_err.h"
+#include "relais_log.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define S_ZAP_ENDPOINT  "inproc://zeromq.zap.01"
+
+typedef struct {
+    relais_peer_t peer;
+    char public_txt [41];
+} s_entry_t;
+
+static struct {
+    bool on;
+    zcert_t *self;                  //  this process's certificate (with secret)
+    zhashx_t *by_key;               //  public key (Z85) -> s_entry_t
+    zhashx_t *by_name;              //  name -> s_entry_t (same objects)
+    zhashx_t *domains;              //  endpoint -> "<service>/<key>"
+    zactor_t *zap;
+    atomic_uint_fast64_t allowed, refused;
+} s_sec;
+
+static const char *const s_roles [] = {
+    "producer", "partner", "operations", "gateway", "service", NULL
+};
+
+static const relais_config_key_t s_security_keys [] = {
+    { "curve", "false", relais_check_bool, "CURVE and roles on every socket (true in production)" },
+    { "certs", "certs", relais_check_path, "folder of the certificates (relative: under relais/data)" },
+    { NULL, NULL, NULL, NULL }
+};
+
+int
+relais_security_declare (relais_config_t *config)
+{
+    return relais_config_declare (config, "security", s_security_keys);
+}
+
+bool
+relais_security_on (void)
+{
+    return s_sec.on;
+}
+
+static bool
+s_known_role (const char *role)
+{
+    for (int i = 0; role && s_roles [i]; i++)
+        if (strcmp (role, s_roles [i]) == 0)
+            return true;
+    return false;
+}
+
+bool
+relais_security_role_allows (const char *role, const char *domain)
+{
+    if (!role || !domain)
+        return false;
+    const char *slash = strchr (domain, '/');
+    const char *key = slash? slash + 1: "";
+    bool shared = strcmp (key, "pub") == 0 || strcmp (key, "fetch") == 0
+               || strcmp (key, "api") == 0;
+    if (strcmp (domain, "intake/submit") == 0)
+        return strcmp (role, "producer") == 0 || strcmp (role, "gateway") == 0
+            || strcmp (role, "operations") == 0;
+    if (strcmp (domain, "intake/records") == 0)
+        return strcmp (role, "service") == 0 || strcmp (role, "operations") == 0;
+    if (strcmp (domain, "router/partners") == 0)
+        return strcmp (role, "partner") == 0;
+    if (shared)
+        return strcmp (role, "service") == 0 || strcmp (role, "operations") == 0
+            || strcmp (role, "gateway") == 0;
+    return strcmp (role, "service") == 0 || strcmp (role, "operations") == 0;
+}
+
+//  ---------------------------------------------------------------------------
+//  The ZAP handler (RFC 27), in its own thread: a REP socket on the ZAP
+//  endpoint of czmq's context, which every zsock shares.
+
+static void
+s_zap_reply (zsock_t *handler, const char *request_id, size_t id_size, const char *status,
+             const char *text, const char *user_id)
+{
+    zmsg_t *reply = zmsg_new ();
+    zmsg_addstr (reply, "1.0");
+    zmsg_addmem (reply, request_id, id_size);
+    zmsg_addstr (reply, status);
+    zmsg_addstr (reply, text);
+    zmsg_addstr (reply, user_id);
+    zmsg_addmem (reply, "", 0);             //  no metadata
+    zmsg_send (&reply, handler);
+}
+
+static void
+s_zap_handle (zsock_t *handler)
+{
+    zmsg_t *request = zmsg_recv (handler);
+    if (!request)
+        return;
+    //  version, request id, domain, address, identity, mechanism, credentials...
+    zframe_t *version = zmsg_pop (request);
+    zframe_t *request_id = zmsg_pop (request);
+    char *domain = zmsg_popstr (request);
+    char *address = zmsg_popstr (request);
+    zframe_t *routing = zmsg_pop (request);
+    char *mechanism = zmsg_popstr (request);
+    zframe_t *key = zmsg_pop (request);
+    const char *why = NULL;
+    const s_entry_t *entry = NULL;
+    if (!version || !request_id || !domain || !mechanism)
+        why = "malformed ZAP request";
+    else
+    if (strcmp (mechanism, "CURVE") != 0)
+        why = "mechanism refused (CURVE only)";
+    else
+    if (!key || zframe_size (key) != 32)
+        why = "no client key";
+    else {
+        char txt [41];
+        zmq_z85_encode (txt, zframe_data (key), 32);
+        entry = (const s_entry_t *) zhashx_lookup (s_sec.by_key, txt);
+        if (!entry)
+            why = "unknown key";
+        else
+        if (!relais_security_role_allows (entry->peer.role, domain))
+            why = "role may not use this endpoint";
+    }
+    const char *id = request_id? (const char *) zframe_data (request_id): "";
+    size_t id_size = request_id? zframe_size (request_id): 0;
+    if (why) {
+        atomic_fetch_add (&s_sec.refused, 1);
+        relais_warning ("connection refused domain=%s address=%s peer=%s why=%s",
+                        domain? domain: "?", address? address: "?",
+                        entry? entry->peer.name: "-", why);
+        s_zap_reply (handler, id, id_size, "400", why, "");
+    }
+    else {
+        atomic_fetch_add (&s_sec.allowed, 1);
+        relais_debug ("connection admitted domain=%s peer=%s role=%s",
+                      domain, entry->peer.name, entry->peer.role);
+        s_zap_reply (handler, id, id_size, "200", "OK", entry->peer.name);
+    }
+    zframe_destroy (&version);
+    zframe_destroy (&request_id);
+    zframe_destroy (&routing);
+    zframe_destroy (&key);
+    zstr_free (&domain);
+    zstr_free (&address);
+    zstr_free (&mechanism);
+    zmsg_destroy (&request);
+}
+
+static void
+s_zap_actor (zsock_t *pipe, void *args)
+{
+    (void) args;
+    zsock_t *handler = zsock_new (ZMQ_REP);
+    int rc = handler? zsock_bind (handler, S_ZAP_ENDPOINT): -1;
+    zsock_signal (pipe, 0);
+    zstr_send (pipe, rc == 0? "ok": "fail");
+    if (rc) {
+        zsock_destroy (&handler);
+        //  Wait for $TERM so that zactor_destroy returns
+        char *cmd = zstr_recv (pipe);
+        zstr_free (&cmd);
+        return;
+    }
+    zpoller_t *poller = zpoller_new (pipe, handler, NULL);
+    while (true) {
+        void *which = zpoller_wait (poller, -1);
+        if (which == handler)
+            s_zap_handle (handler);
+        else
+        if (which == pipe) {
+            char *cmd = zstr_recv (pipe);
+            bool term = !cmd || strcmp (cmd, "$TERM") == 0;
+            zstr_free (&cmd);
+            if (term)
+                break;
+        }
+        else
+        if (zpoller_terminated (poller))
+            break;
+    }
+    zpoller_destroy (&poller);
+    zsock_destroy (&handler);
+}
+
+//  ---------------------------------------------------------------------------
+//  The roster and the endpoint map
+
+static void
+s_copy (char *to, size_t size, const char *from)
+{
+    snprintf (to, size, "%s", from? from: "");
+}
+
+static bool
+s_good_name (const char *name)
+{
+    size_t len = strlen (name);
+    if (len == 0 || len >= RELAIS_PEER_NAME_MAX)
+        return false;
+    for (const char *p = name; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9')
+           || *p == '-' || *p == '_' || *p == '.'))
+            return false;
+    return name [0] != '.';
+}
+
+//  Load every public certificate of folder; refuse secrets others can read
+static int
+s_load_roster (const char *folder)
+{
+    DIR *dir = opendir (folder);
+    if (!dir) {
+        relais_error ("security: cannot read the certificate folder %s: %s", folder, strerror (errno));
+        return RELAIS_ECONFIG;
+    }
+    int rc = 0;
+    struct dirent *ent;
+    while ((ent = readdir (dir)) && rc == 0) {
+        const char *file = ent->d_name;
+        size_t len = strlen (file);
+        char path [4096];
+        snprintf (path, sizeof path, "%s/%s", folder, file);
+        if (len > 12 && strcmp (file + len - 12, ".cert_secret") == 0) {
+            struct stat st;
+            if (stat (path, &st) == 0 && (st.st_mode & 077)) {
+                relais_error ("security: %s can be read by others (mode %03o): "
+                              "chmod 600 it, and consider it leaked", path, st.st_mode & 0777);
+                rc = RELAIS_ECONFIG;
+            }
+            continue;
+        }
+        if (len <= 5 || strcmp (file + len - 5, ".cert") != 0)
+            continue;
+        zcert_t *cert = zcert_load (path);
+        if (!cert) {
+            relais_error ("security: %s is not a certificate", path);
+            rc = RELAIS_ECONFIG;
+            break;
+        }
+        s_entry_t *entry = (s_entry_t *) calloc (1, sizeof *entry);
+        if (!entry) {
+            zcert_destroy (&cert);
+            rc = -ENOMEM;
+            break;
+        }
+        char base [RELAIS_PEER_NAME_MAX];
+        snprintf (base, sizeof base, "%.*s", (int) (len - 5), file);
+        const char *name = zcert_meta (cert, "name");
+        s_copy (entry->peer.name, sizeof entry->peer.name, name? name: base);
+        s_copy (entry->peer.role, sizeof entry->peer.role, zcert_meta (cert, "role"));
+        s_copy (entry->peer.partner, sizeof entry->peer.partner, zcert_meta (cert, "partner"));
+        s_copy (entry->peer.source_kind, sizeof entry->peer.source_kind, zcert_meta (cert, "source_kind"));
+        s_copy (entry->peer.source_name, sizeof entry->peer.source_name, zcert_meta (cert, "source_name"));
+        s_copy (entry->public_txt, sizeof entry->public_txt, zcert_public_txt (cert));
+        zcert_destroy (&cert);
+        if (!s_known_role (entry->peer.role) || !s_good_name (entry->peer.name)) {
+            relais_error ("security: %s: name '%s' or role '%s' is not valid", path,
+                          entry->peer.name, entry->peer.role);
+            free (entry);
+            rc = RELAIS_ECONFIG;
+            break;
+        }
+        if (zhashx_lookup (s_sec.by_name, entry->peer.name)
+        ||  zhashx_lookup (s_sec.by_key, entry->public_txt)) {
+            relais_error ("security: %s: name or key given twice in %s", path, folder);
+            free (entry);
+            rc = RELAIS_ECONFIG;
+            break;
+        }
+        zhashx_insert (s_sec.by_key, entry->public_txt, entry);
+        zhashx_insert (s_sec.by_name, entry->peer.name, entry);     //  owns it
+    }
+    closedir (dir);
+    if (rc == 0 && zhashx_size (s_sec.by_name) == 0) {
+        relais_error ("security: no certificate (*.cert) in %s: nobody could connect", folder);
+        rc = RELAIS_ECONFIG;
+    }
+    return rc;
+}
+
+typedef struct {
+    relais_config_t *config;
+    const char *service;
+} s_scan_t;
+
+static void
+s_map_endpoint (const char *child, void *arg)
+{
+    s_scan_t *scan = (s_scan_t *) arg;
+    char path [128];
+    snprintf (path, sizeof path, "%s/%s", scan->service, child);
+    const char *value = relais_config_str (scan->config, path);
+    if (value && strstr (value, "://") && !zhashx_lookup (s_sec.domains, value))
+        zhashx_insert (s_sec.domains, value, strdup (path));
+}
+
+static void
+s_free_entry (void **item)
+{
+    free (*item);
+    *item = NULL;
+}
+
+void
+relais_security_stop (void)
+{
+    zactor_destroy (&s_sec.zap);
+    zcert_destroy (&s_sec.self);
+    zhashx_destroy (&s_sec.by_key);
+    zhashx_destroy (&s_sec.by_name);
+    zhashx_destroy (&s_sec.domains);
+    s_sec.on = false;
+}
+
+int
+relais_security_start (relais_config_t *config, const char *name, bool server)
+{
+    if (!relais_config_bool (config, "security/curve", false))
+        return 0;
+    relais_security_stop ();
+    s_sec.by_key = zhashx_new ();
+    s_sec.by_name = zhashx_new ();
+    s_sec.domains = zhashx_new ();
+    if (!s_sec.by_key || !s_sec.by_name || !s_sec.domains) {
+        relais_security_stop ();
+        return -ENOMEM;
+    }
+    zhashx_set_destructor (s_sec.by_name, s_free_entry);
+    zhashx_set_destructor (s_sec.domains, s_free_entry);
+    char *folder = relais_config_path (config, "security/certs");
+    int rc = folder? s_load_roster (folder): RELAIS_ECONFIG;
+    if (rc == 0) {
+        char path [4096];
+        snprintf (path, sizeof path, "%s/%s.cert", folder, name);
+        char secret [4200];
+        snprintf (secret, sizeof secret, "%s_secret", path);
+        struct stat st;
+        if (stat (secret, &st) != 0) {
+            relais_error ("security: no secret certificate %s for '%s'", secret, name);
+            rc = RELAIS_ECONFIG;
+        }
+        else
+        if (!(s_sec.self = zcert_load (path))) {
+            relais_error ("security: cannot load the certificate %s", path);
+            rc = RELAIS_ECONFIG;
+        }
+    }
+    free (folder);
+    //  Every endpoint of the deployment, and the domain it belongs to
+    for (int i = 0; rc == 0 && relais_deploy_all_services [i]; i++) {
+        s_scan_t scan = { config, relais_deploy_all_services [i] };
+        relais_config_children (config, relais_deploy_all_services [i], s_map_endpoint, &scan);
+    }
+    if (rc == 0 && server) {
+        s_sec.zap = zactor_new (s_zap_actor, NULL);
+        char *status = s_sec.zap? zstr_recv (s_sec.zap): NULL;
+        if (!status || strcmp (status, "ok") != 0) {
+            relais_error ("security: the ZAP handler could not start (%s is taken?): "
+                          "refusing to run without it", S_ZAP_ENDPOINT);
+            rc = RELAIS_ECONFIG;
+        }
+        zstr_free (&status);
+    }
+    if (rc) {
+        relais_security_stop ();
+        return rc;
+    }
+    s_sec.on = true;
+    relais_notice ("security on: CURVE as '%s', %zu certificates", name,
+                   zhashx_size (s_sec.by_name));
+    return 0;
+}
+
+int
+relais_security_apply (zsock_t *sock, const char *endpoint, bool bind)
+{
+    if (!s_sec.on)
+        return 0;
+    const char *domain = (const char *) zhashx_lookup (s_sec.domains, endpoint);
+    if (bind) {
+        zsock_set_zap_domain (sock, domain? domain: "unlisted");
+        zcert_apply (s_sec.self, zsock_resolve (sock));
+        zsock_set_curve_server (sock, 1);
+        return 0;
+    }
+    char service [64] = "";
+    if (domain)
+        snprintf (service, sizeof service, "%.*s", (int) strcspn (domain, "/"), domain);
+    const s_entry_t *server = *service?
+        (const s_entry_t *) zhashx_lookup (s_sec.by_name, service): NULL;
+    if (!server) {
+        relais_error ("security: no server certificate for %s (%s): not connecting in the clear",
+                      endpoint, *service? service: "no service of the deployment names it");
+        return -EACCES;
+    }
+    zcert_apply (s_sec.self, zsock_resolve (sock));
+    zsock_set_curve_serverkey (sock, server->public_txt);
+    return 0;
+}
+
+bool
+relais_security_peer (zframe_t *frame, relais_peer_t *peer)
+{
+    memset (peer, 0, sizeof *peer);
+    if (!s_sec.on) {
+        s_copy (peer->name, sizeof peer->name, "anon");
+        return true;
+    }
+    const char *user = frame? zframe_meta (frame, "User-Id"): NULL;
+    const s_entry_t *entry = user? (const s_entry_t *) zhashx_lookup (s_sec.by_name, user): NULL;
+    if (!entry)
+        return false;
+    *peer = entry->peer;
+    return true;
+}
+
+void
+relais_security_stats (relais_security_stats_t *stats)
+{
+    stats->allowed = atomic_load (&s_sec.allowed);
+    stats->refused = atomic_load (&s_sec.refused);
+}
+
+int
+relais_security_keygen (const char *folder, const char *name, const char *role,
+                        const char *partner, const char *source_kind, const char *source_name)
+{
+    if (!s_good_name (name) || !s_known_role (role))
+        return -EINVAL;
+    if (strcmp (role, "partner") == 0 && (!partner || !*partner))
+        return -EINVAL;
+    char path [4096];
+    snprintf (path, sizeof path, "%s/%s.cert", folder, name);
+    struct stat st;
+    if (stat (path, &st) == 0)
+        return -EEXIST;
+    //  Create the folder and its parents, private
+    char dir [4096];
+    snprintf (dir, sizeof dir, "%s", folder);
+    for (char *p = dir + 1; ; p++) {
+        if (*p == '/' || *p == 0) {
+            char c = *p;
+            *p = 0;
+            if (mkdir (dir, 0700) && errno != EEXIST)
+                return -errno;
+            *p = c;
+            if (!c)
+                break;
+        }
+    }
+    zcert_t *cert = zcert_new ();
+    if (!cert)
+        return -ENOMEM;
+    zcert_set_meta (cert, "name", "%s", name);
+    zcert_set_meta (cert, "role", "%s", role);
+    if (partner && *partner)
+        zcert_set_meta (cert, "partner", "%s", partner);
+    if (source_kind && *source_kind)
+        zcert_set_meta (cert, "source_kind", "%s", source_kind);
+    if (source_name && *source_name)
+        zcert_set_meta (cert, "source_name", "%s", source_name);
+    int rc = zcert_save (cert, path);
+    zcert_destroy (&cert);
+    if (rc)
+        return -EIO;
+    char secret [4200];
+    snprintf (secret, sizeof secret, "%s_secret", path);
+    if (chmod (secret, 0600) || chmod (path, 0644))
+        return -errno;
+    return 0;
+}
