@@ -6,7 +6,10 @@
 #include "relais_bus.h"
 #include "relais_log.h"
 
+#include <errno.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 int
@@ -139,4 +142,15 @@ relais_fatal (const char *what, int rc)
     relais_error ("fatal what=%s error=%s: exiting for the supervisor to restart",
                   what, relais_strerror (rc));
     _exit (EXIT_FAILURE);
+}
+
+int
+relais_process_harden (void)
+{
+    struct rlimit none = { 0, 0 };
+    if (setrlimit (RLIMIT_CORE, &none))
+        return -errno;
+    if (prctl (PR_SET_DUMPABLE, 0, 0, 0, 0))
+        return -errno;
+    return 0;
 }

@@ -9,6 +9,7 @@
     =========================================================================
 */
 #include "cli.h"
+#include "relais_bus.h"
 #include "intake_server.h"
 #include "relais_deploy.h"
 #include "relais_security.h"
@@ -279,6 +280,7 @@ main (int argc, char *argv [])
     //  `relais tail | head` closes our stdout: see EPIPE, do not die of it
     signal (SIGPIPE, SIG_IGN);
     relais_log_init ("relais");
+    relais_process_harden ();           //  submit and fetch hold personal data
 
     const char *config_path = NULL;
     const char *identity = getenv ("RELAIS_IDENTITY");

@@ -6,12 +6,14 @@
     =========================================================================
 */
 #include "intake_server.h"
+#include "relais_bus.h"
 #include "relais_deploy.h"
 #include "relais_clock.h"
 #include "relais_log.h"
 #include "relais_security.h"
 
 #include <czmq.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +32,8 @@ main (int argc, char *argv [])
     if (!path)
         path = "/etc/relais/relais.cfg";
     relais_log_init ("intake");
+    if (relais_process_harden ())
+        relais_warning ("cannot turn core dumps off: %s", strerror (errno));
     relais_clock_from_env ();
     zsys_handler_set (NULL);                //  libuv's uv_signal_t owns SIGINT/SIGTERM
     relais_config_t *config = relais_config_load (path);

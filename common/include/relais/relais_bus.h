@@ -224,6 +224,13 @@ relais_signals_t *
 void
     relais_signals_close (relais_signals_t **self_p);
 
+//  Keep personal data in memory out of core dumps and other processes:
+//  RLIMIT_CORE 0 and not dumpable (no core file, no ptrace by the same
+//  user). Every program that holds personal data calls it first.
+//  Returns 0 or -errno.
+int
+    relais_process_harden (void);
+
 //  Log why and exit with EXIT_FAILURE at once: storage can no longer be
 //  trusted (RELAIS_EFATAL). The supervisor restarts the service, which
 //  recovers from what was committed.
