@@ -46,6 +46,7 @@ int cli_config (cli_t *cli, int argc, char **argv);
 int cli_backup (cli_t *cli, int argc, char **argv);
 int cli_restore (cli_t *cli, int argc, char **argv);
 int cli_keygen (cli_t *cli, int argc, char **argv);
+int cli_audit (cli_t *cli, int argc, char **argv);
 
 extern const char cli_submit_help [];
 extern const char cli_tail_help [];
@@ -56,6 +57,7 @@ extern const char cli_config_help [];
 extern const char cli_backup_help [];
 extern const char cli_restore_help [];
 extern const char cli_keygen_help [];
+extern const char cli_audit_help [];
 
 
 //  ---------------------------------------------------------------------------

@@ -35,6 +35,7 @@ static const cli_command_t s_commands [] = {
     { "backup", cli_backup, "hot, compacted, verified copies of the services' stores", cli_backup_help },
     { "restore", cli_restore, "put a backup back as a stopped service's store", cli_restore_help },
     { "keygen", cli_keygen, "make a CURVE certificate with its identity and role", cli_keygen_help },
+    { "audit", cli_audit, "who read which personal data, when and why; verify the chain", cli_audit_help },
     { NULL, NULL, NULL, NULL }
 };
 
@@ -356,7 +357,8 @@ main (int argc, char *argv [])
         identity = "operations";
     //  keygen makes the certificates security needs, config only reads the
     //  file: both run without them
-    bool offline = strcmp (command->name, "keygen") == 0 || strcmp (command->name, "config") == 0;
+    bool offline = strcmp (command->name, "keygen") == 0 || strcmp (command->name, "config") == 0
+                || strcmp (command->name, "audit") == 0;
     if (!cli.config || relais_deploy_declare (cli.config) || relais_security_declare (cli.config)
     ||  intake_declare (cli.config)
     ||  (!offline && relais_security_start (cli.config, identity, false))) {

@@ -6,6 +6,7 @@
 #include "intake_server.h"
 #include "intake_pseudo.h"
 #include "intake_rules.h"
+#include "relais_audit.h"
 #include "relais_bus.h"
 #include "relais_clock.h"
 #include "relais_log.h"
@@ -32,6 +33,8 @@ const relais_config_key_t intake_keys [] = {
     { "heartbeat", "1s", relais_check_duration, "heartbeat interval on PUB" },
     { "batch_max", "4096", relais_check_uint, "requests at most in one group commit" },
     { "person_key_file", "intake.key", relais_check_path, "secret key of person_refs (created at first start, mode 0600)" },
+    { "audit_file", "intake-audit.log", relais_check_path, "append-only log of every full-record read (relative: under relais/data)" },
+    { "audit_key_file", "intake-audit.key", relais_check_path, "key of the audit chain's MACs (created at first start, mode 0600)" },
     { NULL, NULL, NULL, NULL }
 };
 
@@ -81,6 +84,7 @@ typedef struct {
 
 struct intake_server_t {
     uv_loop_t *loop;
+    relais_audit_t *audit;              //  every full-record read, before it is sent
     relais_config_t *config;
     relais_store_t *store;
     relais_pub_t *pub;
@@ -800,6 +804,19 @@ s_on_records (relais_poller_t *poller, zmsg_t **msg_p, void *arg)
             snprintf (peer + 2 * i, 3, "%02x", zframe_data (identity) [i]);
         peer [2 * n] = 0;
     }
+    //  Why: the caller's stated purpose (a code), else "unspecified"
+    char purpose [64] = "unspecified";
+    const msgpack_object *why = relais_msg_get (&msg.root, "purpose");
+    if (why && relais_msg_str_copy (why, purpose, sizeof purpose) < 0) {
+        relais_error_set (&err, RELAIS_CODE_INVALID, "purpose", "a string of at most 63 bytes");
+        goto error;
+    }
+    //  No audit entry, no data
+    if (relais_audit_append (self->audit, relais_clock_now (), peer,
+                             relais_security_on ()? who.role: "", "record_read", id, purpose)) {
+        relais_error_set (&err, RELAIS_CODE_UNAVAILABLE, "", "audit log unavailable, retry later");
+        goto error;
+    }
     relais_notice ("record_read id=%s peer=%s", id, peer);
     relais_request_reply (poller, &req, out.data, out.size);
     goto done;
@@ -910,6 +927,14 @@ intake_server_start (intake_server_t *self)
         goto failed;
     if ((rc = intake_pseudo_load_key (key_path, self->key)))
         goto failed;
+    char *audit_path = relais_config_path (config, "intake/audit_file");
+    char *audit_key = relais_config_path (config, "intake/audit_key_file");
+    self->audit = audit_path && audit_key? relais_audit_open (audit_path, audit_key): NULL;
+    free (audit_path);
+    free (audit_key);
+    rc = -EACCES;
+    if (!self->audit)
+        goto failed;
     rc = -EADDRINUSE;
     relais_pub_opts_t pub_opts = {
         .name = "intake",
@@ -980,6 +1005,7 @@ intake_server_destroy (intake_server_t **self_p)
     for (size_t i = 0; i < self->count; i++)
         s_op_destroy (&self->ops [i]);
     relais_store_destroy (&self->store);
+    relais_audit_destroy (&self->audit);
     sodium_memzero (self->key, sizeof self->key);
     free (self->ops);
     free (self);

@@ -17,7 +17,7 @@ import time
 
 import zmq
 
-from relais_harness import CTX, Bus, binary, check, ok, pack, unpack, sample_signal
+from relais_harness import Bus, binary, check, curve_socket, ok, pack, unpack, sample_signal
 
 SECURITY = "security\n    curve = true\n    certs = certs\n"
 bus = Bus("curve", extra=SECURITY)
@@ -51,26 +51,11 @@ check(r.returncode == 1, "keygen refuses an unknown role")
 check(stat.S_IMODE(os.stat(os.path.join(certs, "ops.cert_secret")).st_mode) == 0o600, "secret is 0600")
 
 
-def load_cert(path):
-    text = open(path).read()
-    pub = re.search(r'public-key = "(.+?)"', text).group(1).encode()
-    sec = re.search(r'secret-key = "(.+?)"', text)
-    return pub, (sec.group(1).encode() if sec else None)
-
-
-SERVER_KEY = load_cert(os.path.join(certs, "intake.cert"))[0]
+SERVER_CERT = os.path.join(certs, "intake.cert")
 
 
 def client(kind, endpoint, cert=None):
-    s = CTX.socket(kind)
-    s.setsockopt(zmq.LINGER, 0)
-    if cert:
-        pub, sec = load_cert(cert + "_secret")
-        s.curve_publickey, s.curve_secretkey, s.curve_serverkey = pub, sec, SERVER_KEY
-    if kind == zmq.SUB:
-        s.setsockopt(zmq.SUBSCRIBE, b"")
-    s.connect(endpoint)
-    return s
+    return curve_socket(kind, endpoint, cert, SERVER_CERT)
 
 
 def answered(endpoint, cert, req, wait_ms=400):

@@ -280,6 +280,30 @@ class Producer:
             raise TimeoutError(f"{len(pending)} requests never acked")
 
 
+def load_cert(path):
+    """(public, secret or None) Z85 keys of a czmq certificate file."""
+    import re
+    text = open(path).read()
+    pub = re.search(r'public-key = "(.+?)"', text).group(1).encode()
+    sec = re.search(r'secret-key = "(.+?)"', text)
+    return pub, (sec.group(1).encode() if sec else None)
+
+
+def curve_socket(kind, endpoint, cert=None, server_cert=None):
+    """A client socket; with cert (path of NAME.cert), a CURVE client of the
+    server whose public certificate is server_cert."""
+    s = CTX.socket(kind)
+    s.setsockopt(zmq.LINGER, 0)
+    if cert:
+        pub, sec = load_cert(cert + "_secret")
+        s.curve_publickey, s.curve_secretkey = pub, sec
+        s.curve_serverkey = load_cert(server_cert)[0]
+    if kind == zmq.SUB:
+        s.setsockopt(zmq.SUBSCRIBE, b"")
+    s.connect(endpoint)
+    return s
+
+
 def check(cond, message, *details):
     if not cond:
         print("FAIL:", message, *details, file=sys.stderr)
