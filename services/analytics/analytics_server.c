@@ -811,10 +811,16 @@ typedef struct {
 static int
 s_source_last (const char *fetch, uint64_t *last)
 {
-    zsock_t *dealer = relais_sock_new (ZMQ_DEALER, fetch, RELAIS_SOCK_CONNECT, 0);
+    //  No ZMQ_IMMEDIATE here: the request waits in the queue until the
+    //  connection is up, so the first try is not lost.
+    zsock_t *dealer = zsock_new (ZMQ_DEALER);
     if (!dealer)
-        return -EINVAL;
+        return -ENOMEM;
     zsock_set_linger (dealer, 0);
+    if (zsock_connect (dealer, "%s", fetch) < 0) {
+        zsock_destroy (&dealer);
+        return -EINVAL;
+    }
     zmq_send (zsock_resolve (dealer), "", 0, ZMQ_SNDMORE);
     const char request [] = "\x83\xa2op\xa5" "fetch\xa4" "from\x01\xa3max\x01";
     zmq_send (zsock_resolve (dealer), request, sizeof request - 1, 0);
