@@ -28,6 +28,8 @@ static const cli_command_t s_commands [] = {
     { "fetch", cli_fetch, "dump a range of a service's event log", cli_fetch_help },
     { "status", cli_status, "is every service up? last sequence, heartbeat, lag", cli_status_help },
     { "simulate", cli_simulate, "generate realistic Paris reports and submit them", cli_simulate_help },
+    { "stats", cli_stats, "analytics: a quick table of an indicator by arrondissement, public, level, source", cli_stats_help },
+    { "report", cli_report, "analytics: an HTML page with charts and CSVs for a period", cli_report_help },
     { NULL, NULL, NULL, NULL }
 };
 
