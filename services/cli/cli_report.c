@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #define S_ROWS_MAX  512
 
@@ -162,6 +163,30 @@ s_query (s_report_t *self, const char *indicator, const char *group_by,
     return 0;
 }
 
+//  Every day from..to ("YYYY-MM-DD"), at most max; returns the count
+static size_t
+s_period_days (const char *from, const char *to, char days [][16], size_t max)
+{
+    struct tm tm;
+    memset (&tm, 0, sizeof tm);
+    if (sscanf (from, "%4d-%2d-%2d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday) != 3)
+        return 0;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    tm.tm_hour = 12;
+    time_t t = timegm (&tm);
+    size_t n = 0;
+    while (n < max) {
+        struct tm day;
+        gmtime_r (&t, &day);
+        strftime (days [n], 16, "%Y-%m-%d", &day);
+        if (strcmp (days [n++], to) >= 0)
+            break;
+        t += 86400;
+    }
+    return n;
+}
+
 static void
 s_html_text (FILE *out, const char *text)
 {
@@ -292,8 +317,8 @@ s_chart_days (s_report_t *self)
     //  the days of the period, in order
     char days [64][16];
     double level [64][3];
-    size_t ndays = 0;
     memset (level, 0, sizeof level);
+    size_t ndays = s_period_days (t->from, t->to, days, 64);
     for (size_t i = 0; i < t->count; i++) {
         const s_row_t *r = &t->rows [i];
         size_t d = 0;
@@ -494,7 +519,7 @@ s_chart_delays (s_report_t *self)
     s_axis (self, left, top, width, height, max, "");
     //  one slot per day of the period that has a delay
     char days [64][16];
-    size_t ndays = 0;
+    size_t ndays = s_period_days (ack->from, ack->to, days, 64);
     for (int k = 0; k < 2; k++)
         for (size_t i = 0; i < tables [k]->count; i++) {
             size_t d = 0;
@@ -523,7 +548,7 @@ s_chart_delays (s_report_t *self)
         fprintf (self->html, "<text x=\"%.1f\" y=\"%d\" font-size=\"11\" text-anchor=\"middle\">%s</text>\n",
                  left + slot * (double) d + slot / 2, top + height + 16, days [d] + 5);
     }
-    if (ndays == 0)
+    if (ack->count + shl->count == 0)
         fprintf (self->html, "<text x=\"%d\" y=\"%d\" font-size=\"13\">no acknowledgement or shelter in this period</text>\n",
                  left + 20, top + height / 2);
     fprintf (self->html, "<rect x=\"%d\" y=\"%d\" width=\"12\" height=\"12\" fill=\"#4a90c2\"/>"
