@@ -891,7 +891,10 @@ analytics_rebuild (relais_config_t *config, const char *dir, FILE *out)
     uv_loop_init (&loop);
     s_rebuild_t r;
     memset (&r, 0, sizeof r);
-    relais_sub_opts_t sub_opts = { .heartbeat_ms = s_sources_heartbeat (config) };
+    //  A short fetch timeout: the first fetch may leave before the
+    //  connection is up, and a rebuild should not wait for the default 2 s
+    relais_sub_opts_t sub_opts = { .heartbeat_ms = s_sources_heartbeat (config),
+                                   .fetch_timeout_ms = 300 };
     r.sub = relais_sub_new (&loop, store, &sub_opts, analytics_agg_apply, NULL);
     int rc = r.sub? 0: -ENOMEM;
     uint64_t total = 0;
