@@ -928,7 +928,7 @@ s_dump_one (const void *key, size_t klen, const void *val, size_t vlen, void *ar
         if (n > S_METRICS_MAX)
             n = S_METRICS_MAX;
         s_cell_read (val, vlen, vec, n);
-        bool hist = fam && fam->metrics > S_RTE_COUNT + 10;
+        bool hist = fam && fam->metrics == 2 + ANALYTICS_HIST_BUCKETS;
         for (int i = 0; i < n; i++)
             if (!hist || i < 2)
                 fprintf (out, " %lld", (long long) vec [i]);

@@ -103,6 +103,25 @@ s_num (const msgpack_object *o)
     return 0;
 }
 
+static int
+s_call (zsock_t *dealer, const char *indicator, const char *by, const char *period,
+        zframe_t **frame_p, relais_msg_t *msg)
+{
+    msgpack_sbuffer body;
+    msgpack_sbuffer_init (&body);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &body, msgpack_sbuffer_write);
+    relais_pack_kv_str (&pk, "op", "analytics.query");
+    relais_pack_kv_str (&pk, "indicator", indicator);
+    relais_pack_kv_str (&pk, "group_by", by);
+    relais_pack_kv_str (&pk, "granularity", "total");
+    if (period)
+        relais_pack_kv_str (&pk, "period", period);
+    int rc = cli_analytics_call (dealer, &body, 4 + (period != NULL), frame_p, msg);
+    msgpack_sbuffer_destroy (&body);
+    return rc;
+}
+
 int
 cli_stats (cli_t *cli, int argc, char **argv)
 {
@@ -137,20 +156,9 @@ cli_stats (cli_t *cli, int argc, char **argv)
     zsock_t *dealer = cli_sock_new (ZMQ_DEALER, cli_analytics_endpoint (cli, api), 0);
     if (!dealer)
         return CLI_FAILED;
-    msgpack_sbuffer body;
-    msgpack_sbuffer_init (&body);
-    msgpack_packer pk;
-    msgpack_packer_init (&pk, &body, msgpack_sbuffer_write);
-    relais_pack_kv_str (&pk, "op", "analytics.query");
-    relais_pack_kv_str (&pk, "indicator", indicator);
-    relais_pack_kv_str (&pk, "group_by", by);
-    relais_pack_kv_str (&pk, "granularity", "total");
-    if (period)
-        relais_pack_kv_str (&pk, "period", period);
     zframe_t *frame = NULL;
     relais_msg_t msg;
-    int rc = cli_analytics_call (dealer, &body, 4 + (period != NULL), &frame, &msg);
-    msgpack_sbuffer_destroy (&body);
+    int rc = s_call (dealer, indicator, by, period, &frame, &msg);
     int result = CLI_OK;
     if (rc) {
         fprintf (stderr, "relais stats: analytics did not answer\n");
@@ -184,8 +192,19 @@ cli_stats (cli_t *cli, int argc, char **argv)
     const msgpack_object *rows = relais_msg_get (root, "rows");
     double total = 0;
     uint32_t n = rows && rows->type == MSGPACK_OBJECT_ARRAY? rows->via.array.size: 0;
-    for (uint32_t i = 0; i < n; i++)
-        total += s_num (relais_msg_get (&rows->via.array.ptr [i], "value"));
+    if (strcmp (kind, "count") == 0) {
+        //  Shares are of the ungrouped total: by public, a report names
+        //  several publics and the groups add up to more
+        zframe_t *tframe = NULL;
+        relais_msg_t tmsg;
+        if (s_call (dealer, indicator, "none", period, &tframe, &tmsg) == 0) {
+            const msgpack_object *trows = relais_msg_get (&tmsg.root, "rows");
+            if (trows && trows->type == MSGPACK_OBJECT_ARRAY && trows->via.array.size)
+                total = s_num (relais_msg_get (&trows->via.array.ptr [0], "value"));
+            relais_msg_release (&tmsg);
+            zframe_destroy (&tframe);
+        }
+    }
     printf ("%s from %s to %s\n", indicator, from, to);
     char upper [32];
     snprintf (upper, sizeof upper, "%s", by);
