@@ -122,6 +122,7 @@ for src, events in streams.items():
                                   "--src", src, "--pub", bus.endpoints[src]["pub"],
                                   "--fetch", bus.endpoints[src]["fetch"], "--events", path,
                                   "--batch", "20", "--delay-ms", "30"], stdout=log, stderr=log)
+    bus.procs[f"testpub-{src}"] = pubs[src]         # killed by the harness if a check fails
 
 # 3. A second day of reports while the stand-ins stream; analytics is
 #    killed -9 in the middle, then restarted
@@ -276,7 +277,8 @@ r = subprocess.run([binary("relais-analytics"), "--config", bus.config, "--rebui
                    capture_output=True, text=True, timeout=60)
 check(r.returncode != 0, "a rebuild refuses a store that is not fresh")
 
-for p in pubs.values():
+for src, p in pubs.items():
+    bus.procs.pop(f"testpub-{src}")
     p.terminate()
     check(p.wait(10) == 0, "testpub clean exit")
 check(bus.stop("intake") == 0, "intake clean stop")
