@@ -5,6 +5,7 @@
 */
 #include "relais_bus.h"
 #include "relais_log.h"
+#include "relais_security.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -153,4 +154,20 @@ relais_process_harden (void)
     if (prctl (PR_SET_DUMPABLE, 0, 0, 0, 0))
         return -errno;
     return 0;
+}
+
+int
+relais_service_setup (relais_config_t *config, const char *name, bool server)
+{
+    int rc = relais_process_harden ();
+    if (rc)
+        relais_warning ("cannot turn core dumps off: %s", strerror (-rc));
+    rc = relais_security_declare (config);
+    return rc? rc: relais_security_start (config, name, server);
+}
+
+void
+relais_service_teardown (void)
+{
+    relais_security_stop ();
 }

@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
 #include <dirent.h>
 #include <fcntl.h>
@@ -107,6 +108,8 @@ s_map_rc (int rc)
         default:                return rc > 0? -rc: rc;
     }
 }
+
+static bool s_short_write_on_full_disk (relais_store_t *self);
 
 //  Record a failed operation so that the transaction cannot commit half of
 //  what the callback meant, even when the callback ignores the error.
@@ -446,7 +449,7 @@ relais_store_write (relais_store_t *self, relais_write_fn *fn, void *arg)
                 return rc;
             continue;
         }
-        if (rc == ENOSPC || rc == EDQUOT) {
+        if (rc == ENOSPC || rc == EDQUOT || (rc == EIO && s_short_write_on_full_disk (self))) {
             relais_error ("relais_store: %s: disk full on commit: %s", self->dir, mdb_strerror (rc));
             return RELAIS_EFULL;
         }
@@ -456,6 +459,29 @@ relais_store_write (relais_store_t *self, relais_write_fn *fn, void *arg)
                       self->dir, mdb_strerror (rc));
         return RELAIS_EFATAL;
     }
+}
+
+//  LMDB 0.9.24 turns a short pwrite of data pages into EIO (mdb_page_flush),
+//  which is what a disk that fills up in the middle of a flush gives. The
+//  meta page was not written, so the store is intact and still usable -
+//  unless LMDB flagged it fatal, which the next write txn reports as
+//  MDB_PANIC. So: EIO with little space left and no panic is a full disk.
+#define S_NEARLY_FULL   (64u << 20)
+
+static bool
+s_short_write_on_full_disk (relais_store_t *self)
+{
+    struct statvfs fs;
+    if (statvfs (self->dir, &fs) != 0)
+        return false;
+    if ((uint64_t) fs.f_bavail * fs.f_frsize >= S_NEARLY_FULL)
+        return false;
+    MDB_txn *probe;
+    int rc = mdb_txn_begin (self->env, NULL, 0, &probe);
+    if (rc)
+        return false;
+    mdb_txn_abort (probe);
+    return true;
 }
 
 int

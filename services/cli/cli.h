@@ -47,6 +47,8 @@ int cli_backup (cli_t *cli, int argc, char **argv);
 int cli_restore (cli_t *cli, int argc, char **argv);
 int cli_keygen (cli_t *cli, int argc, char **argv);
 int cli_audit (cli_t *cli, int argc, char **argv);
+int cli_stats (cli_t *cli, int argc, char **argv);
+int cli_report (cli_t *cli, int argc, char **argv);
 
 extern const char cli_submit_help [];
 extern const char cli_tail_help [];
@@ -58,6 +60,8 @@ extern const char cli_backup_help [];
 extern const char cli_restore_help [];
 extern const char cli_keygen_help [];
 extern const char cli_audit_help [];
+extern const char cli_stats_help [];
+extern const char cli_report_help [];
 
 
 //  ---------------------------------------------------------------------------
@@ -136,5 +140,17 @@ typedef struct {
 int
     cli_event_print (cli_t *cli, const cli_filter_t *filter, const char *topic,
                      const msgpack_object *envelope);
+
+//  analytics' api endpoint: flag when not NULL, else analytics/api of the
+//  configuration, else the default of the sample configuration.
+const char *
+    cli_analytics_endpoint (cli_t *cli, const char *flag);
+
+//  Send one analytics request on dealer: request_body holds `pairs`
+//  packed key/value pairs (no map header, no rid: a rid is added) and
+//  wait for its reply (cli_wait_reply's contract and return codes).
+int
+    cli_analytics_call (zsock_t *dealer, const msgpack_sbuffer *request_body, uint32_t pairs,
+                        zframe_t **frame_p, relais_msg_t *msg);
 
 #endif

@@ -36,6 +36,8 @@ static const cli_command_t s_commands [] = {
     { "restore", cli_restore, "put a backup back as a stopped service's store", cli_restore_help },
     { "keygen", cli_keygen, "make a CURVE certificate with its identity and role", cli_keygen_help },
     { "audit", cli_audit, "who read which personal data, when and why; verify the chain", cli_audit_help },
+    { "stats", cli_stats, "analytics: a quick table of an indicator by arrondissement, public, level, source", cli_stats_help },
+    { "report", cli_report, "analytics: an HTML page with charts and CSVs for a period", cli_report_help },
     { NULL, NULL, NULL, NULL }
 };
 

@@ -10,7 +10,6 @@
 #include "relais_deploy.h"
 #include "relais_clock.h"
 #include "relais_log.h"
-#include "relais_security.h"
 
 #include <czmq.h>
 #include <errno.h>
@@ -32,13 +31,11 @@ main (int argc, char *argv [])
     if (!path)
         path = "/etc/relais/relais.cfg";
     relais_log_init ("intake");
-    if (relais_process_harden ())
-        relais_warning ("cannot turn core dumps off: %s", strerror (errno));
     relais_clock_from_env ();
     zsys_handler_set (NULL);                //  libuv's uv_signal_t owns SIGINT/SIGTERM
     relais_config_t *config = relais_config_load (path);
-    if (!config || relais_deploy_declare (config) || relais_security_declare (config)
-    ||  intake_declare (config) || relais_security_start (config, "intake", true)) {
+    if (!config || relais_deploy_declare (config) || intake_declare (config)
+    ||  relais_service_setup (config, "intake", true)) {
         relais_config_destroy (&config);
         return EXIT_FAILURE;                //  the loader said why
     }
@@ -49,7 +46,7 @@ main (int argc, char *argv [])
     uv_run (&loop, UV_RUN_DEFAULT);         //  returns once every handle is closed
     intake_server_destroy (&server);
     int closed = uv_loop_close (&loop);     //  UV_EBUSY: a leaked handle
-    relais_security_stop ();
+    relais_service_teardown ();
     relais_config_destroy (&config);
     if (closed)
         relais_error ("handles left open at exit: %s", uv_strerror (closed));

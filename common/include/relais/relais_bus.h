@@ -31,6 +31,7 @@
 
 #include <czmq.h>
 #include <uv.h>
+#include "relais_config.h"
 #include "relais_envelope.h"
 #include "relais_store.h"
 
@@ -230,6 +231,16 @@ void
 //  Returns 0 or -errno.
 int
     relais_process_harden (void);
+
+//  What every service's main does once its configuration is loaded:
+//  relais_process_harden, then declare the "security" section and start
+//  security as name (server: it binds; with CURVE on, the ZAP handler).
+//  Returns 0 or RELAIS_ECONFIG after logging why. relais_service_teardown
+//  undoes it after the loop has returned.
+int
+    relais_service_setup (relais_config_t *config, const char *name, bool server);
+void
+    relais_service_teardown (void);
 
 //  Log why and exit with EXIT_FAILURE at once: storage can no longer be
 //  trusted (RELAIS_EFATAL). The supervisor restarts the service, which
