@@ -69,3 +69,14 @@ def wait_events(bus, pred, timeout=30):
             return evs
         time.sleep(0.2)
     return router_events(bus)
+
+
+def router_section(bus, text):
+    """Add keys (ZPL lines, indented 4) to the router section of the test
+    deployment: the harness writes that section, and a section may be given
+    only once."""
+    with open(bus.config) as f:
+        cfg = f.read()
+    cfg = cfg.replace("\nrouter\n", "\nrouter\n" + text, 1)
+    with open(bus.config, "w") as f:
+        f.write(cfg)
