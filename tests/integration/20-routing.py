@@ -106,6 +106,24 @@ check(ex["ok"] and sorted(p["partner"] for p in ex["partners"]) == ["drihl", "ma
 check(any(r["rule"] == "niveau1" and not r["holds"] and "level" in r["why"] for r in ex["rules"]), "why", ex)
 bad = bus.request(eps["api"], {"op": "router.explain", "signal": {"place": {"arrondissement": 33}}})
 check(bad["ok"] is False and bad["code"] == "invalid" and bad["field"] == "signal", "explain invalid", bad)
+# The CLI explains locally, from the same deployment file
+import json
+import os
+import subprocess
+from relais_harness import binary
+path = os.path.join(bus.dir, "report.json")
+with open(path, "w") as f:
+    json.dump(sample_signal(arr=19, persons=3, publics=["famille", "enfant"], minors=2), f)
+out = subprocess.run([binary("relais"), "--config", bus.config, "route", "--json", "--hour", "10",
+                      "--explain", path], capture_output=True, check=True)
+ex = json.loads(out.stdout)
+check(ex["level"] == 2 and ex["reasons"] == ["mineurs"], "cli qualifies", ex)
+check([p["partner"] for p in ex["partners"]] == ["sdppe", "samu_social", "mus"], "cli partners", ex)
+check(any(r["rule"] == "uasa" and not r["holds"] and r["why"].startswith("reasons:") for r in ex["rules"]),
+      "cli why", ex)
+out = subprocess.run([binary("relais"), "--config", bus.config, "route", "--explain", path],
+                     capture_output=True, check=True)
+check(b"partners: sdppe samu_social mus" in out.stdout, "cli text", out.stdout)
 check(bus.stop("router") == 0, "router clean stop")
 check(bus.stop("intake") == 0, "intake clean stop")
 ok("20-routing")
