@@ -3,11 +3,13 @@
     the router and hands each delivery to a sink
 
     Usage: relais-notify --partner ID [--config FILE] [--state FILE]
-                         --sink stdout|file:PATH|exec:CMD
+                         [--timeout D]
+                         --sink stdout|file:PATH|exec:CMD|webhook:URL
     Says hello with the last mseq it durably handled, hands each delivery to
     the sink, records the new last mseq (state file, atomic and fsync'd),
     then acknowledges cumulatively. A failed sink is retried with backoff
-    (100 ms doubling to 5 s) and nothing after it is acknowledged.
+    (100 ms doubling to 5 s) and nothing after it is acknowledged. --timeout
+    bounds one webhook POST (default 10s).
     FILE defaults to $RELAIS_CONFIG, else /etc/relais/relais.cfg; the state
     file defaults to <relais/data>/notify-<ID>.state.
     =========================================================================
@@ -21,6 +23,7 @@
 #include "relais_log.h"
 
 #include <czmq.h>
+#include <curl/curl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,6 +87,7 @@ main (int argc, char *argv [])
 {
     const char *path = getenv ("RELAIS_CONFIG");
     const char *partner = NULL, *sink_spec = NULL, *state_arg = NULL;
+    uint64_t timeout_ms = 10000;
     for (int i = 1; i < argc; i++) {
         if (strcmp (argv [i], "--config") == 0 && i + 1 < argc)
             path = argv [++i];
@@ -96,6 +100,10 @@ main (int argc, char *argv [])
         else
         if (strcmp (argv [i], "--state") == 0 && i + 1 < argc)
             state_arg = argv [++i];
+        else
+        if (strcmp (argv [i], "--timeout") == 0 && i + 1 < argc
+        &&  relais_parse_duration_ms (argv [i + 1], &timeout_ms) && timeout_ms > 0)
+            i++;
         else {
             partner = NULL;
             break;
@@ -103,7 +111,7 @@ main (int argc, char *argv [])
     }
     if (!partner || !sink_spec) {
         fprintf (stderr, "usage: relais-notify --partner ID [--config FILE] [--state FILE]\n"
-                         "                     --sink stdout|file:PATH|exec:CMD\n");
+                         "                     [--timeout D] --sink stdout|file:PATH|exec:CMD|webhook:URL\n");
         return EXIT_FAILURE;
     }
     if (!path)
@@ -118,13 +126,16 @@ main (int argc, char *argv [])
         relais_config_destroy (&config);
         return EXIT_FAILURE;
     }
+    curl_global_init (CURL_GLOBAL_DEFAULT);
     char why [256];
     notify_sink_t *sink = notify_sink_new (sink_spec, why, sizeof why);
     if (!sink) {
         relais_error ("--sink %s: %s", sink_spec, why);
         relais_config_destroy (&config);
+        curl_global_cleanup ();
         return EXIT_FAILURE;
     }
+    notify_sink_set_timeout (sink, (long) timeout_ms);
     char *state_path = NULL;
     if (state_arg)
         state_path = strdup (state_arg);
@@ -282,5 +293,6 @@ main (int argc, char *argv [])
     notify_sink_destroy (&sink);
     free (state_path);
     relais_config_destroy (&config);
+    curl_global_cleanup ();
     return exit_code;
 }

@@ -6,6 +6,7 @@
 #include "notify_sink.h"
 #include "relais_log.h"
 
+#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -18,12 +19,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-typedef enum { S_STDOUT, S_FILE, S_EXEC } s_kind_t;
+typedef enum { S_STDOUT, S_FILE, S_EXEC, S_WEBHOOK } s_kind_t;
 
 struct notify_sink_t {
     s_kind_t kind;
     char *arg;                  //  file path or command
     int fd;                     //  file sink
+    CURL *curl;                 //  webhook sink
+    struct curl_slist *headers;
+    long timeout_ms;
+    char error [CURL_ERROR_SIZE];
 };
 
 notify_sink_t *
@@ -51,8 +56,22 @@ notify_sink_new (const char *spec, char *why, size_t size)
         self->kind = S_EXEC;
         self->arg = strdup (spec + 5);
     }
+    else
+    if (strncmp (spec, "webhook:", 8) == 0
+    &&  (strncmp (spec + 8, "http://", 7) == 0 || strncmp (spec + 8, "https://", 8) == 0)) {
+        self->kind = S_WEBHOOK;
+        self->arg = strdup (spec + 8);
+        self->timeout_ms = 10000;
+        self->curl = curl_easy_init ();
+        self->headers = curl_slist_append (NULL, "Content-Type: application/json");
+        if (!self->curl || !self->headers) {
+            snprintf (why, size, "cannot set up libcurl");
+            notify_sink_destroy (&self);
+            return NULL;
+        }
+    }
     else {
-        snprintf (why, size, "sink must be stdout, file:PATH or exec:CMD");
+        snprintf (why, size, "sink must be stdout, file:PATH, exec:CMD or webhook:http(s)://...");
         free (self);
         return NULL;
     }
@@ -68,6 +87,9 @@ notify_sink_destroy (notify_sink_t **self_p)
     *self_p = NULL;
     if (self->fd >= 0)
         close (self->fd);
+    if (self->curl)
+        curl_easy_cleanup (self->curl);
+    curl_slist_free_all (self->headers);
     free (self->arg);
     free (self);
 }
@@ -129,6 +151,46 @@ s_exec (notify_sink_t *self, uint64_t mseq, const char *line, size_t size)
     return 0;
 }
 
+void
+notify_sink_set_timeout (notify_sink_t *self, long timeout_ms)
+{
+    if (timeout_ms > 0)
+        self->timeout_ms = timeout_ms;
+}
+
+static size_t
+s_discard (char *data, size_t size, size_t nmemb, void *arg)
+{
+    return size * nmemb;                //  the reply body is not used
+}
+
+static int
+s_webhook (notify_sink_t *self, uint64_t mseq, const char *line, size_t size)
+{
+    CURL *c = self->curl;
+    curl_easy_reset (c);
+    curl_easy_setopt (c, CURLOPT_URL, self->arg);
+    curl_easy_setopt (c, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt (c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt (c, CURLOPT_HTTPHEADER, self->headers);
+    curl_easy_setopt (c, CURLOPT_POSTFIELDS, line);
+    curl_easy_setopt (c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) size);
+    curl_easy_setopt (c, CURLOPT_TIMEOUT_MS, self->timeout_ms);
+    curl_easy_setopt (c, CURLOPT_CONNECTTIMEOUT_MS, self->timeout_ms);
+    curl_easy_setopt (c, CURLOPT_WRITEFUNCTION, s_discard);
+    curl_easy_setopt (c, CURLOPT_ERRORBUFFER, self->error);
+    self->error [0] = 0;
+    CURLcode rc = curl_easy_perform (c);
+    long status = 0;
+    curl_easy_getinfo (c, CURLINFO_RESPONSE_CODE, &status);
+    if (rc != CURLE_OK || status < 200 || status > 299) {
+        relais_warning ("webhook mseq=%" PRIu64 " failed status=%ld error=%s", mseq, status,
+                        rc != CURLE_OK? curl_easy_strerror (rc): "not 2xx");
+        return -1;
+    }
+    return 0;
+}
+
 int
 notify_sink_put (notify_sink_t *self, uint64_t mseq, const char *line, size_t size)
 {
@@ -151,6 +213,8 @@ notify_sink_put (notify_sink_t *self, uint64_t mseq, const char *line, size_t si
         }
         case S_EXEC:
             return s_exec (self, mseq, line, size);
+        case S_WEBHOOK:
+            return s_webhook (self, mseq, line, size);
     }
     return -1;
 }

@@ -7,6 +7,8 @@
     it. stdout: NDJSON on standard output (flushed). file:PATH: appended to
     PATH, fsync'd before the notifier acknowledges. exec:CMD: CMD runs under
     /bin/sh with the line on its stdin; success is exit status 0.
+    webhook:URL: the line is POSTed (application/json) with libcurl, http
+    and https only; success is a 2xx status within the timeout.
     The state file holds the last mseq the notifier handled, written
     atomically (temporary file, fsync, rename, fsync of the folder), so a
     restart neither skips nor repeats what was acknowledged.
@@ -26,10 +28,14 @@
 
 typedef struct notify_sink_t notify_sink_t;
 
-//  Parse a sink spec (stdout, file:PATH, exec:CMD). Returns NULL with why
+//  Parse a sink spec (stdout, file:PATH, exec:CMD, webhook:URL). Returns NULL with why
 //  filled when the spec is not one of these or the file cannot be opened.
 notify_sink_t *
     notify_sink_new (const char *spec, char *why, size_t size);
+
+//  Webhook: the timeout of one POST, connection included (default 10 s).
+void
+    notify_sink_set_timeout (notify_sink_t *self, long timeout_ms);
 
 void
     notify_sink_destroy (notify_sink_t **self_p);
