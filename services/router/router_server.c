@@ -13,11 +13,12 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#define S_FILL_WINDOW       64          //  record fetches in flight
+#define S_FILL_WINDOW       256         //  record fetches in flight
 #define S_FILL_TIMEOUT_US   3000000     //  a fetch unanswered this long goes again
 #define S_DUE_BATCH         256         //  escalations per transaction
 #define S_ENTRY_LIMITS      { 4 * 65536, 0, 0 }
 #define S_REASONS_MAX       16
+#define S_READY_MAX         256         //  record replies per loop turn
 
 const relais_config_key_t router_keys [] = {
     { "pub", "tcp://127.0.0.1:7110", relais_check_endpoint, "PUB of router's events (route.*)" },
@@ -86,6 +87,8 @@ struct router_server_t {
     uint64_t next_rid;
     uint64_t hb_us, redeliver_us;
     uint32_t window;
+    void *ready [S_READY_MAX];          //  s_fill_t *: replies of this loop turn
+    size_t ready_count;
     char **known;                       //  partners the rules can name
     size_t known_count;
     //  transaction scratch
@@ -708,6 +711,9 @@ s_fill_pump (router_server_t *self)
 typedef struct {
     router_server_t *self;
     const char *id;
+    char idbuf [RELAIS_KEY_MAX];
+    zframe_t *frame;                    //  the reply, which msg points into
+    relais_msg_t msg;
     const msgpack_object *record;
     //  fill keys of this report, collected then rewritten
     uint8_t keys [32][128];
@@ -801,20 +807,39 @@ s_write_fill (relais_txn_t *txn, void *arg)
     return rc;
 }
 
+//  Replies of one loop turn are written in one transaction (one fsync)
+static int
+s_write_fills (relais_txn_t *txn, void *arg)
+{
+    router_server_t *self = (router_server_t *) arg;
+    for (size_t i = 0; i < self->ready_count; i++) {
+        int rc = s_write_fill (txn, self->ready [i]);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
 static void
 s_on_record (relais_poller_t *poller, zmsg_t **msg_p, void *arg)
 {
     router_server_t *self = (router_server_t *) arg;
     zframe_t *data = zmsg_last (*msg_p);
-    relais_msg_t msg;
+    if (!data || self->ready_count == S_READY_MAX)
+        return;                         //  left in flight: fetched again later
+    zmsg_remove (*msg_p, data);
+    s_fill_t *fill = (s_fill_t *) calloc (1, sizeof *fill);
     relais_error_t err;
     relais_msg_limits_t limits = S_ENTRY_LIMITS;
-    if (!data || relais_msg_decode (&msg, zframe_data (data), zframe_size (data), &limits, &err)) {
+    if (!fill || relais_msg_decode (&fill->msg, zframe_data (data), zframe_size (data), &limits, &err)) {
         relais_warning ("records: malformed reply dropped");
+        zframe_destroy (&data);
+        free (fill);
         return;
     }
+    fill->frame = data;
     uint64_t rid = 0;
-    relais_msg_uint (relais_msg_get (&msg.root, "rid"), &rid);
+    relais_msg_uint (relais_msg_get (&fill->msg.root, "rid"), &rid);
     s_fetch_t *f = NULL;
     for (s_fetch_t *it = (s_fetch_t *) zhashx_first (self->fetches); it;
          it = (s_fetch_t *) zhashx_next (self->fetches))
@@ -822,35 +847,49 @@ s_on_record (relais_poller_t *poller, zmsg_t **msg_p, void *arg)
             f = it;
             break;
         }
-    const msgpack_object *ok = relais_msg_get (&msg.root, "ok");
+    const msgpack_object *ok = relais_msg_get (&fill->msg.root, "ok");
     if (f && ok && ok->type == MSGPACK_OBJECT_BOOLEAN && ok->via.boolean) {
-        const msgpack_object *record = relais_msg_get (&msg.root, "record");
-        if (!record)
-            record = &msg.root;
-        s_fill_t *fill = (s_fill_t *) calloc (1, sizeof *fill);
-        if (fill) {
-            fill->self = self;
-            fill->id = f->id;
-            fill->record = record;
-            int rc = relais_store_write (self->store, s_write_fill, fill);
-            if (rc == RELAIS_EFATAL)
-                relais_fatal ("router fill", rc);
-            if (rc == 0)
-                self->stats.filled += fill->count;
-            else
-                relais_warning ("fill id=%s failed error=%s", f->id, relais_strerror (rc));
-            free (fill);
-        }
-        zhashx_delete (self->fetches, f->id);
+        const msgpack_object *record = relais_msg_get (&fill->msg.root, "record");
+        fill->record = record? record: &fill->msg.root;
+        snprintf (fill->idbuf, sizeof fill->idbuf, "%s", f->id);
+        fill->id = fill->idbuf;
+        self->ready [self->ready_count++] = fill;
+        return;
     }
-    else
     if (f) {
         char code [32] = "";
-        relais_msg_str_copy (relais_msg_get (&msg.root, "code"), code, sizeof code);
+        relais_msg_str_copy (relais_msg_get (&fill->msg.root, "code"), code, sizeof code);
         relais_warning ("record id=%s not fetched code=%s: retried later", f->id, code);
         //  Left in flight: the tick resends it after the timeout
     }
-    relais_msg_release (&msg);
+    relais_msg_release (&fill->msg);
+    zframe_destroy (&fill->frame);
+    free (fill);
+}
+
+static void
+s_on_record_batch (relais_poller_t *poller, void *arg)
+{
+    router_server_t *self = (router_server_t *) arg;
+    if (self->ready_count) {
+        int rc = relais_store_write (self->store, s_write_fills, self);
+        if (rc == RELAIS_EFATAL)
+            relais_fatal ("router fill", rc);
+        if (rc)
+            relais_warning ("fill of %zu records failed error=%s: retried later",
+                            self->ready_count, relais_strerror (rc));
+        for (size_t i = 0; i < self->ready_count; i++) {
+            s_fill_t *fill = self->ready [i];
+            if (rc == 0) {
+                self->stats.filled += fill->count;
+                zhashx_delete (self->fetches, fill->id);
+            }
+            relais_msg_release (&fill->msg);
+            zframe_destroy (&fill->frame);
+            free (fill);
+        }
+        self->ready_count = 0;
+    }
     s_fill_pump (self);
 }
 
@@ -1592,7 +1631,8 @@ router_server_start (router_server_t *self)
                                         RELAIS_SOCK_CONNECT, 0);
     if (!records)
         goto failed;
-    self->records = relais_poller_new (self->loop, &records, 256, s_on_record, NULL, self);
+    self->records = relais_poller_new (self->loop, &records, S_READY_MAX, s_on_record,
+                                        s_on_record_batch, self);
     uv_timer_init (self->loop, &self->due_timer);
     uv_timer_init (self->loop, &self->tick);
     uv_timer_init (self->loop, &self->kick);
@@ -1658,6 +1698,12 @@ router_server_destroy (router_server_t **self_p)
         s_session_drop (self, (s_session_t *) zlistx_first (self->sessions));
     zlistx_destroy (&self->sessions);
     zhashx_destroy (&self->fetches);
+    for (size_t i = 0; i < self->ready_count; i++) {
+        s_fill_t *fill = (s_fill_t *) self->ready [i];
+        relais_msg_release (&fill->msg);
+        zframe_destroy (&fill->frame);
+        free (fill);
+    }
     relais_store_destroy (&self->store);
     for (size_t i = 0; i < self->known_count; i++)
         free (self->known [i]);
