@@ -229,6 +229,22 @@ main (int argc, char *argv [])
                 }
             }
             else
+            if (relais_msg_str_eq (op, "welcome")) {
+                uint64_t box_last = 0, box_acked = 0;
+                if (relais_msg_uint (relais_msg_get (&m.root, "last"), &box_last)
+                &&  relais_msg_uint (relais_msg_get (&m.root, "acked"), &box_acked)
+                &&  last > box_last) {
+                    //  Our record is ahead of the mailbox itself: the router's
+                    //  store was replaced. Skipping would lose deliveries.
+                    relais_warning ("state mseq=%llu is beyond the mailbox (last=%llu): "
+                                    "following the router from %llu",
+                                    (unsigned long long) last, (unsigned long long) box_last,
+                                    (unsigned long long) box_acked);
+                    last = box_acked;
+                    dirty = true;
+                }
+            }
+            else
             if (ok && ok->type == MSGPACK_OBJECT_BOOLEAN && !ok->via.boolean) {
                 char code [32] = "", message [128] = "";
                 relais_msg_str_copy (relais_msg_get (&m.root, "code"), code, sizeof code);

@@ -1200,6 +1200,13 @@ s_write_refuse (relais_txn_t *txn, void *arg)
     return rc;
 }
 
+typedef struct {
+    const char *partner;
+    uint64_t last, acked, open, pending;
+    size_t plen;
+} s_box_t;
+static int s_read_box (relais_txn_t *txn, void *arg);
+
 static void
 s_on_partner (relais_poller_t *poller, zmsg_t **msg_p, void *arg)
 {
@@ -1251,11 +1258,28 @@ s_on_partner (relais_poller_t *poller, zmsg_t **msg_p, void *arg)
         s->delimiter = req.delimiter;
         s->heard_mono = s->progress_mono = relais_clock_mono ();
         zlistx_add_end (self->sessions, s);
-        //  What the notifier durably handled counts as acknowledged
+        //  What the notifier durably handled counts as acknowledged -
+        //  unless its record is beyond the mailbox itself (our store was
+        //  replaced): then it acknowledges nothing, and the welcome tells it
+        //  where the mailbox stands
+        s_box_t before = { partner, 0, 0, 0, 0, strlen (partner) };
+        relais_store_read (self->store, s_read_box, &before);
+        if (after > before.last) {
+            relais_warning ("hello partner=%s after=%llu beyond the mailbox last=%llu: ignored",
+                            partner, (unsigned long long) after, (unsigned long long) before.last);
+            after = 0;
+        }
         s_ack (self, s, after);
         s->sent_upto = 0;               //  everything unacked goes again
         relais_notice ("partner hello partner=%s after=%llu", partner, (unsigned long long) after);
-        s_send_op (self, s, "welcome");
+        s_box_t box = { partner, 0, 0, 0, 0, strlen (partner) };
+        relais_store_read (self->store, s_read_box, &box);
+        S_BODY (3);
+        relais_pack_kv_str (&pk, "op", "welcome");
+        relais_pack_kv_uint (&pk, "acked", box.acked);
+        relais_pack_kv_uint (&pk, "last", box.last);
+        s_send_to (self, s, &sbuf);
+        msgpack_sbuffer_destroy (&sbuf);
         s_deliver (self, s);
         goto done;
     }
@@ -1318,12 +1342,6 @@ done:
 
 //  ---------------------------------------------------------------------------
 //  API: router.explain, router.mailbox
-
-typedef struct {
-    const char *partner;
-    uint64_t last, acked, open, pending;
-    size_t plen;
-} s_box_t;
 
 static int
 s_box_each (const void *key, size_t klen, const void *val, size_t vlen, void *arg)

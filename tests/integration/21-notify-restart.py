@@ -101,6 +101,23 @@ outtext, _ = proc.communicate(timeout=10)
 got = [json.loads(line)["mseq"] for line in outtext.decode().splitlines()]
 check(got == list(range(1, m + 1)), "stdout NDJSON", got)
 
+# A state file beyond the mailbox (the router's store was replaced): the
+# notifier must not skip the mailbox's deliveries, nor ack them unseen
+m2 = m + burst("e", 1, place={"arrondissement": 9, "kind": "voie_publique"}, tents=1)
+state = os.path.join(bus.dir, "var", "notify-drihl.state")
+check(open(state).read().strip() == str(m), "the notifier's state file", state)
+with open(state, "w") as f:
+    f.write("999\n")
+proc = subprocess.Popen([binary("relais-notify"), "--config", bus.config, "--partner", "drihl",
+                         "--sink", "stdout"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+deadline = time.time() + 30
+while mailbox("drihl")["acked"] < m2 and time.time() < deadline:
+    time.sleep(0.2)
+proc.terminate()
+outtext, _ = proc.communicate(timeout=10)
+got = [json.loads(line)["mseq"] for line in outtext.decode().splitlines()]
+check(got == [m2], "state ahead of the mailbox: delivery not skipped", got, m2)
+
 # A bad sink spec and an unknown partner are refused at start
 bad = subprocess.run([binary("relais-notify"), "--config", bus.config, "--partner", "drihl",
                       "--sink", "carrier-pigeon"], capture_output=True)
