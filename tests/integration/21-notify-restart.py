@@ -65,6 +65,17 @@ check(box["acked"] == n and box["last"] == n and box["open"] == 0, "all acked", 
 d = lines(out)[0]
 check(d["partner"] == "uasa" and d["key"].startswith("SIG-") and "signal" in d["body"] and "op" not in d,
       "delivery line", d)
+# The router killed -9 under a running notifier: the notifier notices the
+# silence, reconnects, says hello, and gets the rest - each once
+bus.kill9("router")
+n += burst("r", 150, **municipal)
+bus.start("router")
+deadline = time.time() + 60
+while mailbox("uasa")["acked"] < n and time.time() < deadline:
+    time.sleep(0.2)
+got = [d["mseq"] for d in lines(out)]
+check(got == list(range(1, n + 1)), "after a router kill -9: every mseq once", len(got), n)
+check(note.poll() is None, "the notifier rode it out")
 note.terminate()
 check(note.wait(10) == 0, "notifier clean exit")
 # Restart once more with nothing new: nothing is written again

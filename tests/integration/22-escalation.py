@@ -9,6 +9,7 @@ from router_helpers import Partner, router_events, router_section, wait_events
 
 bus = Bus("escalation", services=["intake", "router"])
 router_section(bus, """    partner_heartbeat = 200ms
+    redeliver = 1s
     rules
         municipal
             place = domaine_municipal
@@ -24,6 +25,8 @@ router_section(bus, """    partner_heartbeat = 200ms
 bus.start("intake")
 bus.start("router")
 eps = bus.endpoints
+live = bus.subscriber("router")            # route.escalated must also come on PUB
+time.sleep(0.3)
 municipal = sample_signal(arr=4, place={"arrondissement": 4, "kind": "domaine_municipal"})
 
 
@@ -41,6 +44,12 @@ check(b == {"partner": "uasa", "fallback": "mus", "cause": "deadline", "mseq": 1
 assigned = of(evs, a, "route.assigned")
 check([x["body"]["partner"] for x in assigned] == ["uasa", "mus"], "fallback assigned", assigned)
 check(assigned[1]["body"]["attempt"] == 2 and assigned[1]["corr"] == assigned[0]["corr"], "attempt 2", assigned)
+seen = []
+end = time.time() + 5
+while time.time() < end and not any(t == b"route.escalated" for t, _ in seen):
+    if live.poll(200):
+        seen.append(tuple(live.recv_multipart()[:2]))
+check(any(t == b"route.escalated" for t, _ in seen), "route.escalated on the bus", [t for t, _ in seen])
 # The MUS takes it from its own mailbox
 mus = Partner(eps["router"]["partners"], "mus")
 got = mus.collect(1)
@@ -102,5 +111,26 @@ check(not mar.deliveries, "refused delivery not redelivered", mar.deliveries)
 dr = Partner(eps["router"]["partners"], "drihl")
 got = dr.collect(1)
 check(len(got) == 1 and got[0]["key"] == d, "drihl gets it", got)
+
+# 5. Redelivery after a timeout: an unacked delivery comes again; a partner
+#    that stops answering pings is dropped after 3 intervals
+e = bus.submit(sample_signal(arr=3, tents=1), idem="esc-e")["id"]
+mar = Partner(eps["router"]["partners"], "maraudes")
+first = mar.collect(1, ack=False)
+check(len(first) == 1 and first[0]["key"] == e, "delivered", first)
+mar.collect(2, timeout=10, ack=False)
+check(len(mar.deliveries) >= 2 and mar.deliveries[1]["mseq"] == first[0]["mseq"],
+      "redelivered after the timeout", mar.deliveries)
+mar.ack(first[0]["mseq"])
+mar.poll(0.5)
+
+
+def connected(partner):
+    return bus.request(eps["router"]["api"], {"op": "router.mailbox", "partner": partner})["partners"][0]["connected"]
+
+
+check(connected("maraudes"), "session open while it answers pings")
+time.sleep(1.5)                            # silent: no poll, no pong
+check(not connected("maraudes"), "silent partner dropped after 3 intervals")
 check(bus.stop("router") == 0, "router clean stop")
 ok("22-escalation")
