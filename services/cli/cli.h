@@ -49,6 +49,7 @@ int cli_keygen (cli_t *cli, int argc, char **argv);
 int cli_audit (cli_t *cli, int argc, char **argv);
 int cli_stats (cli_t *cli, int argc, char **argv);
 int cli_report (cli_t *cli, int argc, char **argv);
+int cli_route (cli_t *cli, int argc, char **argv);
 
 extern const char cli_submit_help [];
 extern const char cli_tail_help [];
@@ -62,6 +63,7 @@ extern const char cli_keygen_help [];
 extern const char cli_audit_help [];
 extern const char cli_stats_help [];
 extern const char cli_report_help [];
+extern const char cli_route_help [];
 
 
 //  ---------------------------------------------------------------------------

@@ -38,6 +38,7 @@ static const cli_command_t s_commands [] = {
     { "audit", cli_audit, "who read which personal data, when and why; verify the chain", cli_audit_help },
     { "stats", cli_stats, "analytics: a quick table of an indicator by arrondissement, public, level, source", cli_stats_help },
     { "report", cli_report, "analytics: an HTML page with charts and CSVs for a period", cli_report_help },
+    { "route", cli_route, "explain which routing rules send a report to which partners", cli_route_help },
     { NULL, NULL, NULL, NULL }
 };
 
