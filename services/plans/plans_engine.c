@@ -636,7 +636,8 @@ s_match (plans_engine_t *self, relais_txn_t *txn, const s_sig_t *sig, uint64_t t
             *found = true;
             return 0;
         }
-        if (!closed [0] && plan->closed_at + self->rules.reopen_window_us >= ts)
+        if (!closed [0] && self->rules.reopen_window_us
+        &&  plan->closed_at + self->rules.reopen_window_us >= ts)
             snprintf (closed, sizeof closed, "%s", id);
     }
     if (closed [0]) {
