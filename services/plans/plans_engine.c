@@ -29,8 +29,8 @@ const relais_config_key_t plans_keys [] = {
 const char *const plans_dbs [] = { "plans", "signals", "index", "due", "history", NULL };
 enum { S_DB_PLANS, S_DB_SIGNALS, S_DB_INDEX, S_DB_DUE, S_DB_HISTORY };
 
-const char *const plans_state_names [PLANS_STATES] = { "ouvert", "en_cours", "clos" };
-const char *const plans_astate_names [PLANS_ASTATES] = { "a_faire", "en_cours", "fait", "annule" };
+const char *const plans_state_names [PLANS_STATES + 1] = { "ouvert", "en_cours", "clos", NULL };
+const char *const plans_astate_names [PLANS_ASTATES + 1] = { "a_faire", "en_cours", "fait", "annule", NULL };
 const char *const plans_kind_names [] = {
     "evaluation", "maraude", "mise_a_l_abri", "orientation", "acces_droits", "soins",
     "protection_enfance", "mediation", "autre", NULL

@@ -46,8 +46,8 @@
 typedef enum { PLANS_OUVERT, PLANS_EN_COURS, PLANS_CLOS, PLANS_STATES } plans_state_t;
 typedef enum { PLANS_A_FAIRE, PLANS_A_EN_COURS, PLANS_FAIT, PLANS_ANNULE, PLANS_ASTATES } plans_astate_t;
 
-extern const char *const plans_state_names [PLANS_STATES];
-extern const char *const plans_astate_names [PLANS_ASTATES];
+extern const char *const plans_state_names [PLANS_STATES + 1];     //  NULL-terminated
+extern const char *const plans_astate_names [PLANS_ASTATES + 1];   //  NULL-terminated
 extern const char *const plans_kind_names [];       //  action kinds, NULL-terminated
 extern const char *const plans_outcome_names [];    //  outcomes, NULL-terminated
 
