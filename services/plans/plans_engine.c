@@ -702,8 +702,12 @@ s_place (plans_engine_t *self, relais_txn_t *txn, s_sig_t *sig, const char *by,
         if (rc || (rc = s_history (self, txn, plan, ts, by, "attached", S_HIST (.signal = sig->id))))
             goto done;
         size_t before = plan->actor_count;
-        for (size_t i = 0; i < sig->partner_count; i++)
-            S_LIST_ADD (plan->actors, plan->actor_count, sig->partners [i]);
+        for (size_t i = 0; rc == 0 && i < sig->partner_count; i++)
+            if (S_LIST_ADD (plan->actors, plan->actor_count, sig->partners [i]))
+                rc = s_history (self, txn, plan, ts, "router", "actor_added",
+                                S_HIST (.signal = sig->id, .partner = sig->partners [i]));
+        if (rc)
+            goto done;
         if (!reopen || plan->actor_count != before)
             rc = s_emit_actors (self, txn, plan, reopen? NULL: sig->id, corr, ts);
         if (rc)
@@ -734,6 +738,12 @@ s_place (plans_engine_t *self, relais_txn_t *txn, s_sig_t *sig, const char *by,
         plan->opened_at = plan->updated_at = plan->last_activity = ts;
         self->stats.opened++;
         if ((rc = s_history (self, txn, plan, ts, by, "opened", S_HIST (.signal = sig->id))))
+            goto done;
+        //  Partners the router assigned before the plan existed
+        for (size_t i = 0; rc == 0 && i < plan->actor_count; i++)
+            rc = s_history (self, txn, plan, ts, "router", "routed",
+                            S_HIST (.signal = sig->id, .partner = plan->actors [i]));
+        if (rc)
             goto done;
         S_BODY_BEGIN;
         msgpack_pack_map (&pk, 5);

@@ -67,7 +67,7 @@ plan_cli("close", pid, "mise_a_l_abri", "--structure", "hotel-ibis-19")
 plan_cli("close", pid, "autre", expect=1)
 plan_cli("action", pid, "--kind", "soins", "--owner", "x", "--due", "+1h", expect=1)
 out = plan_cli("show", pid)
-for needle in ("clos (mise_a_l_abri -> hotel-ibis-19)", "uasa,samu-social,maraude-emmaus",
+for needle in ("clos (mise_a_l_abri -> hotel-ibis-19)", "uasa,samu-social,maraude-emmaus", "routed             signal=SIG-00000001 partner=uasa",
                "mus:alice", "opened", "routed", "route_acknowledged", "action_added", "closed",
                "« SECRET: la mère"):
     check(needle in out.stdout, f"timeline shows {needle}", out.stdout)
