@@ -31,6 +31,7 @@ struct plans_server_t {
     bool started;
     uint64_t check_ms;
     uint64_t requests, errors;
+    uint64_t maint_ticks;
 };
 
 int
@@ -255,6 +256,8 @@ s_on_maint (uv_timer_t *timer)
 {
     plans_server_t *self = (plans_server_t *) timer->data;
     relais_store_tick (self->store);
+    if (++self->maint_ticks % 6)
+        return;                         //  stats once a minute
     plans_stats_t stats;
     plans_engine_stats (self->engine, &stats);
     relais_info ("stats opened=%llu attached=%llu reopened=%llu closed=%llu overdue=%llu "
