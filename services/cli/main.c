@@ -39,6 +39,7 @@ static const cli_command_t s_commands [] = {
     { "stats", cli_stats, "analytics: a quick table of an indicator by arrondissement, public, level, source", cli_stats_help },
     { "report", cli_report, "analytics: an HTML page with charts and CSVs for a period", cli_report_help },
     { "route", cli_route, "explain which routing rules send a report to which partners", cli_route_help },
+    { "plan", cli_plan, "action plans of level-2 situations: list, show, action, close, flag, note", cli_plan_help },
     { NULL, NULL, NULL, NULL }
 };
 
