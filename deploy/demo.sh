@@ -125,6 +125,14 @@ for svc in $services; do
     say "$svc up (pid $!, log $logs/$svc.log)"
 done
 
+#   Partners' notifiers: each acknowledges its deliveries into a file
+for partner in $("$relais" config get relais/notifiers 2>/dev/null | tr ',' ' '); do
+    "$bin/services/notify/relais-notify" --config "$config" --partner "$partner" \
+        --sink "file:$logs/partner-$partner.ndjson" >> "$logs/notify-$partner.log" 2>&1 &
+    started "notify-$partner" $!
+    say "notifier for $partner up (pid $!, deliveries in $logs/partner-$partner.ndjson)"
+done
+
 "$relais" simulate --scenario "$scenario" --rate "$rate" --quiet \
     >> "$logs/simulate.log" 2>&1 &
 started simulate $!

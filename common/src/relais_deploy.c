@@ -35,6 +35,7 @@ const relais_config_key_t relais_deploy_keys [] = {
     { "data", "var", relais_check_path, "data folder (relative: to this file's folder)" },
     { "services", "intake", s_check_services, "services this machine runs, in start order" },
     { "logs", "logs", relais_check_path, "folder of the services' log files (relative: under data)" },
+    { "notifiers", "", NULL, "partners whose notifier the demo launcher starts (file sinks in logs)" },
     { NULL, NULL, NULL, NULL }
 };
 
