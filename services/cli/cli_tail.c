@@ -263,11 +263,26 @@ cli_event_print (cli_t *cli, const cli_filter_t *filter, const char *topic,
         s_add (&line, "  changed ");
         s_add_list (&line, changed);
     }
-    const msgpack_object *reason = relais_msg_get (body, "reason");
-    if (reason && reason->type == MSGPACK_OBJECT_STR) {
-        s_add (&line, "  reason ");
-        s_add_str (&line, reason);
+    //  What matters in the other services' events, by name: who a report
+    //  went to, why it escalated, a plan's state and outcome, free places
+    static const char *const facts [] = {
+        "reason", "partner", "fallback", "cause", "state", "outcome", "kind",
+        "structure", "action", "owner", "signal", NULL
+    };
+    for (int i = 0; facts [i]; i++) {
+        const msgpack_object *value = relais_msg_get (body, facts [i]);
+        uint64_t n;
+        if (value && value->type == MSGPACK_OBJECT_STR && value->via.str.size) {
+            s_add (&line, "  %s ", facts [i]);
+            s_add_str (&line, value);
+        }
+        else
+        if (value && relais_msg_uint (value, &n) && strcmp (facts [i], "action") == 0)
+            s_add (&line, "  action %llu", (unsigned long long) n);
     }
+    uint64_t free_places;
+    if (strncmp (env.type, "capacity.", 9) == 0 && s_get_uint (body, "free", &free_places))
+        s_add (&line, "  free %llu", (unsigned long long) free_places);
     s_add (&line, "  ");
     s_clean (&line, env.key, strlen (env.key));
     puts (line.text);
