@@ -197,6 +197,24 @@ class Bus:
                 return events
             frm = events[-1]["seq"] + 1
 
+    def wait_caught_up(self, svc, sources, timeout=120):
+        """Wait until svc has applied, from every source, what that source
+        last published; returns {source: applied}."""
+        deadline = time.time() + timeout
+        applied, lasts = {}, {}
+        while time.time() < deadline:
+            try:
+                lasts = {s: self.request(self.endpoints[s]["fetch"], {"op": "status"}, timeout=2)["last"]
+                         for s in sources}
+                st = self.request(self.endpoints[svc]["fetch"], {"op": "status"}, timeout=2)
+                applied = {x["src"]: x["applied"] for x in st.get("sources", [])}
+                if all(applied.get(s) == lasts[s] for s in sources):
+                    return applied
+            except TimeoutError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"{svc} never caught up: applied {applied}, sources at {lasts}")
+
     def subscriber(self, svc="intake"):
         s = CTX.socket(zmq.SUB)
         s.setsockopt(zmq.LINGER, 0)
