@@ -146,6 +146,7 @@ struct s_conn_t {
     size_t leftover_len;
     size_t backlog;                     //  bytes handed to uv_write, not yet written
     bool close_after;                   //  close once the backlog is written
+    bool doomed;                        //  a write failed: close on the next loop turn
     bool closing;
 };
 
@@ -232,6 +233,7 @@ s_add_token (const char *name, void *arg)
 //  Writing responses
 
 static void s_conn_close (s_conn_t *conn);
+static void s_on_idle (uv_timer_t *timer);
 static void s_next_request (s_conn_t *conn);
 
 static void
@@ -252,15 +254,25 @@ s_on_written (uv_write_t *req, int status)
         gateway_watch_pump (conn->watch);
 }
 
+//  A failed write may happen while the stream walks its watches: the
+//  connection (and its watch) goes on the next loop turn, not now.
+static void
+s_doom (s_conn_t *conn)
+{
+    conn->doomed = true;
+    if (!conn->closing)
+        uv_timer_start (&conn->idle, s_on_idle, 0, 0);
+}
+
 //  Queue bytes on the connection. Returns 0 or -1 (closing, or no memory).
 static int
 s_write (s_conn_t *conn, const char *data, size_t size)
 {
-    if (conn->closing)
+    if (conn->closing || conn->doomed)
         return -1;
     s_write_t *w = (s_write_t *) malloc (sizeof *w + size);
     if (!w) {
-        s_conn_close (conn);
+        s_doom (conn);
         return -1;
     }
     w->conn = conn;
@@ -271,7 +283,7 @@ s_write (s_conn_t *conn, const char *data, size_t size)
     if (uv_write (&w->req, (uv_stream_t *) &conn->tcp, &buf, 1, s_on_written)) {
         conn->backlog -= size;
         free (w);
-        s_conn_close (conn);
+        s_doom (conn);
         return -1;
     }
     return 0;
@@ -1295,6 +1307,10 @@ static void
 s_on_idle (uv_timer_t *timer)
 {
     s_conn_t *conn = (s_conn_t *) timer->data;
+    if (conn->doomed) {
+        s_conn_close (conn);
+        return;
+    }
     if (conn->sse || conn->busy || conn->closing)
         return;
     if (conn->header_bytes || conn->body.size) {
@@ -1329,6 +1345,7 @@ s_conn_close (s_conn_t *conn)
     if (conn->slot >= 0)
         self->pending [conn->slot].conn = NULL;     //  the reply will find no one
     conn->slot = -1;
+    gateway_watch_destroy (&conn->watch);  //  never called from inside the stream's walk
     zlistx_detach (self->conns, conn->handle);
     self->open--;
     uv_close ((uv_handle_t *) &conn->idle, s_on_conn_closed);
@@ -1405,7 +1422,8 @@ static void
 s_stop (int signum, void *arg)
 {
     gateway_server_t *self = (gateway_server_t *) arg;
-    relais_notice ("stopping signal=%d", signum);
+    if (self->stopping)
+        return;
     self->stopping = true;
     if (self->listening)
         uv_close ((uv_handle_t *) &self->listener, NULL);
@@ -1413,6 +1431,11 @@ s_stop (int signum, void *arg)
     if (self->timer_open)
         uv_close ((uv_handle_t *) &self->timer, NULL);
     self->timer_open = false;
+    //  Watches go first, while the stream that lists them exists (a
+    //  connection's close callback would come after the stream is gone)
+    for (s_conn_t *c = (s_conn_t *) zlistx_first (self->conns); c;
+         c = (s_conn_t *) zlistx_next (self->conns))
+        gateway_watch_destroy (&c->watch);
     s_conn_t *conn;
     while ((conn = (s_conn_t *) zlistx_first (self->conns)))
         s_conn_close (conn);
