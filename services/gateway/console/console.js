@@ -161,7 +161,8 @@ function panelBody (id) {
 function unavailable (id, service, reply) {
   const body = panelBody(id);
   const msg = reply.body && reply.body.message ? reply.body.message : 'HTTP ' + reply.status;
-  body.appendChild(el('p', 'unavailable', 'Service « ' + service + ' » indisponible'));
+  const absent = /not configured/.test(msg);
+  body.appendChild(el('p', 'unavailable', 'Service « ' + service + ' » ' + (absent ? 'non configuré dans ce déploiement' : 'indisponible')));
   body.appendChild(el('p', 'note', msg));
 }
 
