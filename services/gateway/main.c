@@ -6,6 +6,7 @@
     =========================================================================
 */
 #include "gateway_server.h"
+#include "intake_server.h"
 #include "relais_deploy.h"
 #include "relais_clock.h"
 #include "relais_log.h"
@@ -36,7 +37,10 @@ main (int argc, char *argv [])
     if (sodium_init () < 0)
         return EXIT_FAILURE;
     relais_config_t *config = relais_config_load (path);
-    if (!config || relais_deploy_declare (config) || gateway_declare (config)) {
+    //  intake's table too: its endpoints' defaults are the gateway's
+    //  defaults (the other services' sections are read as written)
+    if (!config || relais_deploy_declare (config) || intake_declare (config)
+    ||  gateway_declare (config)) {
         relais_config_destroy (&config);
         return EXIT_FAILURE;                //  the loader said why
     }
