@@ -6,6 +6,7 @@
 #include "cli_json.h"
 #include "relais_bus.h"
 #include "relais_clock.h"
+#include "relais_follow.h"
 #include "relais_envelope.h"
 #include "relais_log.h"
 #include "relais_msg.h"
@@ -16,7 +17,6 @@
 #define S_TICK_MS           100
 #define S_REQUEST_MS        2000        //  a request unanswered this long is sent again
 #define S_STATUS_MS         2000        //  status poll, for /metrics
-#define S_QUEUE_MAX         100000      //  live events waiting behind a fetch
 #define S_FETCH_MAX         500
 #define S_BACKLOG_MAX       (1 << 20)   //  bytes queued on a client before it waits
 
@@ -36,12 +36,6 @@ typedef struct {
 } s_entry_t;
 
 typedef struct {
-    zframe_t *frame;
-    char topic [RELAIS_TYPE_MAX];
-    uint64_t seq;
-} s_item_t;
-
-typedef struct {
     gateway_stream_t *stream;
     size_t index;
     char name [RELAIS_SRC_MAX];
@@ -50,11 +44,10 @@ typedef struct {
     relais_poller_t *dealer;
     bool started;
     uint64_t last;                      //  newest seq in the ring (0: none yet)
-    bool fetching;
+    relais_follow_t *follow;            //  the seam: history, then live, in order
     uint64_t rid;                       //  our own request in flight
     bool rid_status;
     uint64_t sent_ms;
-    zlistx_t *queue;                    //  live events not yet taken (s_item_t)
     s_entry_t *ring;
     size_t count;                       //  entries held: last - count + 1 .. last
     uint64_t heard_ms;                  //  last message on SUB (0: never)
@@ -92,17 +85,6 @@ static uint64_t
 s_now_ms (void)
 {
     return relais_clock_mono () / 1000;
-}
-
-static void
-s_item_destroy (void **item_p)
-{
-    s_item_t *item = (s_item_t *) *item_p;
-    if (item) {
-        zframe_destroy (&item->frame);
-        free (item);
-        *item_p = NULL;
-    }
 }
 
 //  ---------------------------------------------------------------------------
@@ -391,56 +373,24 @@ s_pump_all (s_source_t *source)
         s_watch_pump_source (w, source->index);
 }
 
-//  Take one event into the ring (malformed ones only move past their seq).
+//  The follower hands out each event once, in order: into the ring, then
+//  to the watches. A jump in seq (the log no longer held some) restarts
+//  the ring, which must stay contiguous.
 static void
-s_take (s_source_t *source, const char *topic, uint64_t seq, const msgpack_object *envelope)
+s_on_event (relais_follow_t *follow, const char *topic, uint64_t seq,
+            const msgpack_object *envelope, void *arg)
 {
+    s_source_t *source = (s_source_t *) arg;
+    if (seq != source->last + 1)
+        source->count = 0;
     s_entry_t entry = { 0 };
     if (s_entry_fill (&entry, topic, envelope) == 0)
         s_ring_put (source, &entry);
     else {
-        relais_warning ("stream skipped a malformed event src=%s seq=%llu", source->name,
-                        (unsigned long long) seq);
-        //  Keep the ring contiguous: an entry that no filter passes
-        s_entry_t hole = { .seq = seq };
-        snprintf (hole.type, sizeof hole.type, "$malformed");
-        hole.json = strdup ("{}");
-        if (hole.json)
-            s_ring_put (source, &hole);
-        else
-            source->last = seq, source->count = 0;
+        source->last = seq;             //  not an event we can show: past it
+        source->count = 0;
     }
-}
-
-static void
-s_drain (s_source_t *source)
-{
-    if (!source->started || source->fetching)
-        return;
-    s_item_t *item;
-    bool took = false;
-    while ((item = (s_item_t *) zlistx_first (source->queue))) {
-        if (item->seq == source->last + 1) {
-            relais_msg_t msg;
-            relais_error_t err;
-            if (relais_msg_decode (&msg, zframe_data (item->frame), zframe_size (item->frame),
-                                   &s_limits, &err) == 0) {
-                s_take (source, item->topic, item->seq, &msg.root);
-                relais_msg_release (&msg);
-            }
-            else
-                source->last = item->seq, source->count = 0;
-            took = true;
-        }
-        else
-        if (item->seq > source->last + 1) {
-            source->fetching = true;            //  a gap: read it from the log first
-            break;
-        }
-        zlistx_delete (source->queue, zlistx_cursor (source->queue));
-    }
-    if (took)
-        s_pump_all (source);
+    s_pump_all (source);
 }
 
 static void
@@ -458,35 +408,9 @@ s_on_sub (relais_poller_t *poller, zmsg_t **msg_p, void *arg)
     memcpy (topic, zframe_data (topic_frame), tlen);
     topic [tlen] = 0;
     zframe_t *frame = zmsg_next (msg);
-    relais_msg_t decoded;
-    relais_error_t err;
-    if (relais_msg_decode (&decoded, zframe_data (frame), zframe_size (frame), &s_limits, &err))
-        return;
-    bool heartbeat = strcmp (topic, RELAIS_HB_TOPIC) == 0;
-    relais_envelope_t env;
-    int rc = relais_envelope_decode (&decoded.root, heartbeat, &env, &err);
-    relais_msg_release (&decoded);
-    if (rc || strcmp (env.src, source->name) != 0)
-        return;
-    source->heard_ms = s_now_ms ();
-    if (heartbeat) {
-        //  Events between what we hold and the announced one were lost
-        if (source->started && !source->fetching && env.seq > source->last
-        &&  zlistx_size (source->queue) == 0)
-            source->fetching = true;
-        return;
-    }
-    if (zlistx_size (source->queue) >= S_QUEUE_MAX || (source->started && env.seq <= source->last))
-        return;                                 //  the log has it, or we hold it
-    s_item_t *item = (s_item_t *) calloc (1, sizeof *item);
-    if (!item)
-        return;
     zmsg_remove (msg, frame);
-    item->frame = frame;
-    item->seq = env.seq;
-    snprintf (item->topic, sizeof item->topic, "%s", topic);
-    zlistx_add_end (source->queue, item);
-    s_drain (source);
+    if (relais_follow_live (source->follow, topic, &frame))
+        source->heard_ms = s_now_ms ();
 }
 
 static void
@@ -494,58 +418,28 @@ s_on_own_reply (s_source_t *source, const msgpack_object *root, uint64_t now)
 {
     bool status = source->rid_status;
     source->rid = 0;
+    if (!status) {
+        relais_follow_fetched (source->follow, root);
+        return;
+    }
     const msgpack_object *ok = relais_msg_get (root, "ok");
-    bool success = ok && ok->type == MSGPACK_OBJECT_BOOLEAN && ok->via.boolean;
-    uint64_t last = 0, first = 0;
-    relais_msg_uint (relais_msg_get (root, "last"), &last);
-    relais_msg_uint (relais_msg_get (root, "first"), &first);
-    if (status) {
-        if (!success)
-            return;
-        source->status_ms = now;
-        source->status_last = last;
-        if (!source->started) {
-            //  The ring starts at the head of the log: older events are
-            //  served from the log to the watches that ask for them
-            source->started = true;
-            source->last = last;
-            source->count = 0;
-            relais_info ("stream following src=%s from=%llu", source->name,
-                         (unsigned long long) last + 1);
-            s_drain (source);
-            s_pump_all (source);
-        }
+    uint64_t last = 0;
+    if (!(ok && ok->type == MSGPACK_OBJECT_BOOLEAN && ok->via.boolean)
+    ||  !relais_msg_uint (relais_msg_get (root, "last"), &last))
         return;
+    source->status_ms = now;
+    source->status_last = last;
+    if (!source->started) {
+        //  The ring starts at the head of the log: older events are served
+        //  from the log to the watches that ask for them
+        source->started = true;
+        source->last = last;
+        source->count = 0;
+        relais_info ("stream following src=%s from=%llu", source->name,
+                     (unsigned long long) last + 1);
+        relais_follow_start (source->follow, last, false);
+        s_pump_all (source);
     }
-    if (!success) {
-        if (relais_msg_str_eq (relais_msg_get (root, "code"), RELAIS_CODE_GONE) && first > 0) {
-            source->last = first - 1;
-            source->count = 0;
-        }
-        return;
-    }
-    const msgpack_object *events = relais_msg_get (root, "events");
-    uint32_t count = events && events->type == MSGPACK_OBJECT_ARRAY? events->via.array.size: 0;
-    for (uint32_t i = 0; i < count; i++) {
-        const msgpack_object *event = &events->via.array.ptr [i];
-        uint64_t seq;
-        if (!relais_msg_uint (relais_msg_get (event, "seq"), &seq) || seq <= source->last)
-            continue;
-        if (seq != source->last + 1)
-            source->count = 0;                  //  the log skipped: restart the ring
-        s_take (source, NULL, seq, event);
-    }
-    if (count == 0 || source->last >= last) {
-        source->fetching = false;
-        //  A live event the log does not reach cannot be filled: skip to it
-        s_item_t *head = (s_item_t *) zlistx_first (source->queue);
-        if (head && head->seq > source->last + 1 && last < head->seq - 1) {
-            source->last = head->seq - 1;
-            source->count = 0;
-        }
-        s_drain (source);
-    }
-    s_pump_all (source);
 }
 
 static void
@@ -586,20 +480,20 @@ s_on_tick (uv_timer_t *timer)
         if (source->rid && now - source->sent_ms > S_REQUEST_MS)
             source->rid = 0;                    //  lost with a restart: ask again
         if (!source->rid) {
-            bool status = !source->started || now - source->status_sent_ms >= S_STATUS_MS;
-            if (status || source->fetching) {
+            uint64_t from = 0;
+            bool fetch = relais_follow_fetching (source->follow, &from);
+            bool status = !source->started || (!fetch && now - source->status_sent_ms >= S_STATUS_MS);
+            if (status || fetch) {
                 uint64_t rid = ++self->next_rid;
-                bool want_status = status && !(source->started && source->fetching);
-                if (s_send (source, want_status, source->last + 1, rid) == 0) {
+                if (s_send (source, status, from, rid) == 0) {
                     source->rid = rid;
-                    source->rid_status = want_status;
+                    source->rid_status = status;
                     source->sent_ms = now;
-                    if (want_status)
+                    if (status)
                         source->status_sent_ms = now;
                 }
             }
         }
-        s_drain (source);
     }
     for (gateway_watch_t *w = (gateway_watch_t *) zlistx_first (self->watches); w;
          w = (gateway_watch_t *) zlistx_next (self->watches))
@@ -636,13 +530,12 @@ gateway_stream_new (uv_loop_t *loop, relais_config_t *config, size_t ring)
         snprintf (source->name, sizeof source->name, "%s", s_services [i]);
         source->pub_ep = pub;
         source->fetch_ep = fetch;
-        source->queue = zlistx_new ();
+        source->follow = relais_follow_new (source->name, s_on_event, source);
         source->ring = (s_entry_t *) calloc (self->ring, sizeof (s_entry_t));
-        if (!source->queue || !source->ring) {
+        if (!source->follow || !source->ring) {
             gateway_stream_close (&self);
             return NULL;
         }
-        zlistx_set_destructor (source->queue, s_item_destroy);
     }
     return self;
 }
@@ -744,7 +637,7 @@ gateway_stream_close (gateway_stream_t **self_p)
         s_source_t *source = &self->sources [i];
         relais_poller_close (&source->sub);
         relais_poller_close (&source->dealer);
-        zlistx_destroy (&source->queue);
+        relais_follow_destroy (&source->follow);
         if (source->ring)
             for (size_t j = 0; j < self->ring; j++)
                 free (source->ring [j].json);

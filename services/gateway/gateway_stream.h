@@ -5,12 +5,13 @@
     @header
     One follower per publishing service of the deployment (intake, router,
     plans, capacity, analytics: those with "<svc>/pub" and "<svc>/fetch").
-    Each follower keeps the seam logic of `relais tail` (services/cli/
-    cli_tail.c) on the libuv loop: SUB first, then "status" for where the
-    log is; live events are queued and taken only when their seq is the
-    next one; a jump (a live event or a "$hb" beyond what it holds) makes
-    it fetch the missing range from the source's log first. What it takes
-    goes into a ring of the most recent events, contiguous by seq.
+    Each follower runs the seam logic that `relais tail` uses too
+    (relais_follow, in common/) on the libuv loop: SUB first, then "status"
+    for where the log is; live events are queued and taken only when their
+    seq is the next one; a jump (a live event or a "$hb" beyond what it
+    holds) makes it fetch the missing range from the source's log first.
+    What it takes goes into a ring of the most recent events, contiguous
+    by seq.
     @discuss
     A watch (one SSE client) holds, per source, the next seq it wants. It
     is served from the ring when the ring still holds that seq, otherwise
