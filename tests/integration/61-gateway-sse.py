@@ -4,11 +4,13 @@ reports keep arriving; resume with Last-Event-ID after a disconnect and
 after a restart of the gateway; filters; bad parameters. The ring of recent
 events is kept tiny (16) so that history and resumes go through the
 source's log, the path a client that was away for long takes."""
+import json
+import subprocess
 import threading
 import time
 
 from gateway_client import Gateway, SSE
-from relais_harness import check, ok, sample_signal
+from relais_harness import binary, check, ok, sample_signal
 
 g = Gateway("gw-sse", sse="        ring = 16\n        keepalive = 1s\n")
 bus = g.bus
@@ -63,6 +65,19 @@ check(ev_id == "intake:1" and first["topic"] == "signal.created" and first["src"
 check("contact" not in str(got), "public view only")
 check(s.quiet(1.5), "no duplicate after the seam")
 
+# -- `relais tail` shares the seam (relais_follow): the same sequence ----------
+tail = subprocess.run([binary("relais"), "--config", bus.config, "tail", "--from", "1", "--count", "150",
+                       "--json", "--timeout", "20"], capture_output=True, text=True, timeout=60)
+check(tail.returncode == 0, "relais tail --from 1", tail.stderr)
+lines = [json.loads(l) for l in tail.stdout.splitlines()]
+contiguous([e["seq"] for e in lines], 1, 150, "relais tail --from 1")
+check([e["key"] for e in lines] == [e["key"] for _, e in got], "tail and SSE agree")
+tail = subprocess.run([binary("relais"), "--config", bus.config, "tail", "--last", "3", "--count", "3",
+                       "--json", "--timeout", "20"], capture_output=True, text=True, timeout=60)
+contiguous([json.loads(l)["seq"] for l in tail.stdout.splitlines()], 148, 150, "relais tail --last 3")
+live_tail = subprocess.Popen([binary("relais"), "--config", bus.config, "tail", "--count", "4", "--json",
+                              "--timeout", "30"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
 # -- live only: the next events and nothing older ------------------------------------
 live = SSE(g.port, "/v1/events")
 time.sleep(0.3)
@@ -78,6 +93,12 @@ contiguous(seqs(part), 1, 40, "first part")
 resume = a.last_id
 a.close()
 submit(60, tag="away")                  # 156..215 while the client is away
+# the live `relais tail` started before the live SSE: 4 events in order, none older
+out, err = live_tail.communicate(timeout=40)
+check(live_tail.returncode == 0, "relais tail live", err)
+tail_seqs = [json.loads(l)["seq"] for l in out.splitlines()]
+check(len(tail_seqs) == 4 and tail_seqs == list(range(tail_seqs[0], tail_seqs[0] + 4))
+      and tail_seqs[0] >= 151, "relais tail live: in order, no history", tail_seqs)
 b = SSE(g.port, "/v1/events", last_id=resume)
 rest = b.events(215 - 40)
 contiguous(seqs(rest), 41, 215, "resumed")
