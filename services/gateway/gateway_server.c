@@ -29,6 +29,8 @@
 #define S_STATIC_MAX        (1 << 20)
 #define S_PENDING_MAX       65535
 #define S_STATUS_SLOTS      600
+#define S_READ_MAX          65536       //  bytes of one read
+#define S_BACKLOG_MAX       (4 << 20)   //  unread response bytes before a client is cut
 
 static bool s_check_listen (const char *value, char *why, size_t size);
 static bool s_check_role (const char *value, char *why, size_t size);
@@ -147,6 +149,7 @@ struct s_conn_t {
     size_t backlog;                     //  bytes handed to uv_write, not yet written
     bool close_after;                   //  close once the backlog is written
     bool doomed;                        //  a write failed: close on the next loop turn
+    bool feeding;                       //  inside s_feed: requests are handled in its loop
     bool closing;
 };
 
@@ -1213,6 +1216,8 @@ s_request_reset (s_conn_t *conn)
 }
 
 static void s_feed (s_conn_t *conn, const char *data, size_t size);
+static void s_on_alloc (uv_handle_t *handle, size_t suggested, uv_buf_t *buf);
+static void s_on_read (uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 
 //  The response is queued: parse what came after the request, if anything.
 static void
@@ -1221,7 +1226,9 @@ s_next_request (s_conn_t *conn)
     s_request_reset (conn);
     http_parser_pause (&conn->parser, 0);
     uv_timer_again (&conn->idle);
-    if (conn->leftover_len) {
+    if (!conn->feeding && !conn->closing)
+        uv_read_start ((uv_stream_t *) &conn->tcp, s_on_alloc, s_on_read);
+    if (conn->leftover_len && !conn->feeding) {
         char *data = conn->leftover;
         size_t size = conn->leftover_len;
         conn->leftover = NULL;
@@ -1234,8 +1241,8 @@ s_next_request (s_conn_t *conn)
 static void
 s_keep_leftover (s_conn_t *conn, const char *data, size_t size)
 {
-    if (conn->leftover_len + size > conn->server->max_header + conn->server->max_body) {
-        s_conn_close (conn);            //  a client that pipelines without reading
+    if (conn->leftover_len + size > conn->server->max_header + conn->server->max_body + S_READ_MAX) {
+        s_conn_close (conn);            //  cannot happen with reads stopped while busy
         return;
     }
     char *more = (char *) realloc (conn->leftover, conn->leftover_len + size);
@@ -1248,41 +1255,68 @@ s_keep_leftover (s_conn_t *conn, const char *data, size_t size)
     conn->leftover_len += size;
 }
 
+//  Parse and handle requests in data, one at a time. Requests answered at
+//  once (most of them) are followed by the next one in a loop, never by
+//  recursion: a client that pipelines thousands of requests costs no stack.
 static void
 s_feed (s_conn_t *conn, const char *data, size_t size)
 {
     if (conn->closing)
         return;
-    if (conn->complete || conn->busy || conn->sse) {
+    if (conn->complete || conn->busy || conn->sse || conn->feeding) {
         if (!conn->sse)
             s_keep_leftover (conn, data, size);
         return;
     }
-    size_t done = http_parser_execute (&conn->parser, &s_settings, data, size);
-    enum http_errno error = HTTP_PARSER_ERRNO (&conn->parser);
-    if (conn->early) {
-        s_fail (conn, conn->early, RELAIS_CODE_TOO_LARGE, "",
-                conn->early == 413? "the body is over the limit": "the request line and headers are over the limit");
-        return;
+    conn->feeding = true;
+    char *owned = NULL;
+    while (true) {
+        if (conn->backlog > S_BACKLOG_MAX) {
+            s_conn_close (conn);        //  it sends requests but reads no answers
+            break;
+        }
+        size_t done = http_parser_execute (&conn->parser, &s_settings, data, size);
+        enum http_errno error = HTTP_PARSER_ERRNO (&conn->parser);
+        if (conn->early) {
+            s_fail (conn, conn->early, RELAIS_CODE_TOO_LARGE, "",
+                    conn->early == 413? "the body is over the limit"
+                                      : "the request line and headers are over the limit");
+            break;
+        }
+        if (error != HPE_OK && error != HPE_PAUSED) {
+            conn->early = 400;
+            s_fail (conn, 400, RELAIS_CODE_INVALID, "", "malformed HTTP request");
+            break;
+        }
+        if (done < size)
+            s_keep_leftover (conn, data + done, size - done);
+        if (conn->complete && !conn->closing) {
+            uv_timer_stop (&conn->idle);
+            s_handle (conn);
+        }
+        free (owned);
+        owned = NULL;
+        //  Answered at once: go on with what came after it
+        if (conn->closing || conn->complete || conn->busy || conn->sse || !conn->leftover_len)
+            break;
+        owned = conn->leftover;
+        data = owned;
+        size = conn->leftover_len;
+        conn->leftover = NULL;
+        conn->leftover_len = 0;
     }
-    if (error != HPE_OK && error != HPE_PAUSED) {
-        conn->keep_alive = false;
-        conn->early = 400;
-        s_fail (conn, 400, RELAIS_CODE_INVALID, "", "malformed HTTP request");
-        return;
-    }
-    if (done < size)
-        s_keep_leftover (conn, data + done, size - done);
-    if (conn->complete && !conn->closing) {
-        uv_timer_stop (&conn->idle);
-        s_handle (conn);
-    }
+    free (owned);
+    conn->feeding = false;
+    //  While a service works on its request, TCP holds the client's next
+    //  ones (backpressure), not our memory
+    if (conn->busy && !conn->closing)
+        uv_read_stop ((uv_stream_t *) &conn->tcp);
 }
 
 static void
 s_on_alloc (uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
 {
-    static char slab [65536];           //  one loop thread: read callbacks never overlap
+    static char slab [S_READ_MAX];           //  one loop thread: read callbacks never overlap
     (void) handle;
     (void) suggested;
     *buf = uv_buf_init (slab, sizeof slab);

@@ -153,6 +153,29 @@ reply = s.recv(65536).decode()
 check(reply.startswith("HTTP/1.1 400") and '"invalid"' in reply, "malformed HTTP", reply[:120])
 s.close()
 
+# -- pipelining: many requests in one write, answered in order -------------------------
+s = socket.create_connection(("127.0.0.1", g.port), timeout=10)
+s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 2000)
+data = b""
+while data.count(b"HTTP/1.1 200 OK") < 2000:
+    chunk = s.recv(1 << 20)
+    check(chunk, "pipelined responses", data.count(b"HTTP/1.1 200 OK"))
+    data += chunk
+s.close()
+# A client that asks and never reads is cut off, and hurts nobody else
+s = socket.create_connection(("127.0.0.1", g.port), timeout=10)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+cut = False
+deadline = time.time() + 60
+while time.time() < deadline and not cut:
+    try:
+        s.sendall(b"GET /console.js HTTP/1.1\r\nHost: x\r\n\r\n" * 200)
+    except OSError:
+        cut = True
+check(cut, "a client that never reads is disconnected")
+s.close()
+expect(req("GET", "/healthz"), 200, what="healthz after a greedy client")
+
 # -- forwarding to service APIs --------------------------------------------------------
 seen = []
 stop = threading.Event()
