@@ -74,10 +74,15 @@ typedef struct {
     uint64_t deadline_ms;
     char idem [S_IDEM_KEY_MAX + 1];     //  the client's key, put back in the reply
     bool has_idem;
+    //  update and close: first the owner check on intake/records, then this
+    const s_token_t *owner;             //  the producer that must own the report
+    msgpack_sbuffer request;            //  the update/close, sent once the check passed
+    bool checking;
 } s_pending_t;
 
-typedef enum { S_UP_INTAKE, S_UP_PLANS, S_UP_CAPACITY, S_UP_ANALYTICS, S_UP_COUNT } s_up_t;
-static const char *const s_up_names [] = { "intake", "plans", "capacity", "analytics" };
+typedef enum { S_UP_INTAKE, S_UP_RECORDS, S_UP_PLANS, S_UP_CAPACITY, S_UP_ANALYTICS, S_UP_COUNT } s_up_t;
+static const char *const s_up_names [] = { "intake", "intake", "plans", "capacity", "analytics" };
+static const char *const s_up_keys [] = { "submit", "records", "api", "api", "api" };
 
 static const char *const s_codes [] = {
     RELAIS_CODE_INVALID, RELAIS_CODE_TOO_LARGE, RELAIS_CODE_UNKNOWN_OP,
@@ -585,6 +590,9 @@ s_pending_new (gateway_server_t *self, s_conn_t *conn)
             p->rid = (++self->next_rid << 16) | i;
             p->deadline_ms = relais_clock_mono () / 1000 + self->request_ms;
             p->has_idem = false;
+            p->owner = NULL;
+            p->checking = false;
+            msgpack_sbuffer_init (&p->request);
             conn->slot = (int) i;
             conn->busy = true;
             self->pending_count++;
@@ -603,6 +611,7 @@ s_pending_release (gateway_server_t *self, s_pending_t *p)
     }
     p->conn = NULL;
     p->rid = 0;
+    msgpack_sbuffer_destroy (&p->request);
     self->pending_count--;
 }
 
@@ -619,6 +628,45 @@ s_send_up (gateway_server_t *self, s_up_t up, const msgpack_sbuffer *data)
 
 static const relais_msg_limits_t s_reply_limits = { 4 << 20, 16, 1 << 20 };
 
+//  The reply of intake/records to the owner check: the report's source must
+//  be the producer's. Only source.kind and source.name are read; the rest
+//  of the record (personal data) is neither kept nor logged.
+static void
+s_check_owner (gateway_server_t *self, s_pending_t *p, const msgpack_object *reply)
+{
+    s_conn_t *conn = p->conn;
+    const msgpack_object *ok = relais_msg_get (reply, "ok");
+    if (!(ok && ok->type == MSGPACK_OBJECT_BOOLEAN && ok->via.boolean)) {
+        char code [32] = RELAIS_CODE_UNAVAILABLE;
+        relais_msg_str_copy (relais_msg_get (reply, "code"), code, sizeof code);
+        s_pending_release (self, p);
+        if (conn && strcmp (code, RELAIS_CODE_UNAVAILABLE) != 0)
+            s_fail (conn, 404, RELAIS_CODE_NOT_FOUND, "id", "no report has this id");
+        else
+        if (conn)
+            s_fail (conn, 503, RELAIS_CODE_UNAVAILABLE, "", "the report cannot be checked now, retry");
+        return;
+    }
+    //  The record comes under "record" (intake), or at the root (proto §9)
+    const msgpack_object *record = relais_msg_get (reply, "record");
+    const msgpack_object *source = relais_msg_get (relais_msg_get (record? record: reply, "signal"), "source");
+    if (!relais_msg_str_eq (relais_msg_get (source, "kind"), p->owner->kind)
+    ||  !relais_msg_str_eq (relais_msg_get (source, "name"), p->owner->name)) {
+        relais_notice ("refused change of another source's report identity=%s", p->owner->identity);
+        s_pending_release (self, p);
+        if (conn)
+            s_fail (conn, 403, RELAIS_CODE_UNAUTHORIZED, "id", "this report was sent by another source");
+        return;
+    }
+    p->checking = false;
+    p->deadline_ms = relais_clock_mono () / 1000 + self->request_ms;
+    if (!conn || s_send_up (self, S_UP_INTAKE, &p->request)) {
+        s_pending_release (self, p);
+        if (conn)
+            s_fail (conn, 503, RELAIS_CODE_UNAVAILABLE, "", "intake is not reachable, retry with the same Idempotency-Key");
+    }
+}
+
 static void
 s_on_up_reply (relais_poller_t *poller, zmsg_t **msg_p, void *arg)
 {
@@ -632,6 +680,11 @@ s_on_up_reply (relais_poller_t *poller, zmsg_t **msg_p, void *arg)
     uint64_t rid = 0;
     if (relais_msg_uint (relais_msg_get (&msg.root, "rid"), &rid)) {
         s_pending_t *p = &self->pending [rid & 0xFFFF];
+        if ((rid & 0xFFFF) < self->max_pending && p->rid == rid && p->checking) {
+            s_check_owner (self, p, &msg.root);
+            relais_msg_release (&msg);
+            return;
+        }
         if ((rid & 0xFFFF) < self->max_pending && p->rid == rid) {
             s_conn_t *conn = p->conn;
             char idem [S_IDEM_KEY_MAX + 1];
@@ -712,7 +765,27 @@ s_handle_submit (s_conn_t *conn, const char *id, gateway_body_kind_t kind)
         s_fail (conn, gateway_body_status (err.code), err.code, err.field, err.message);
         return;
     }
-    if (s_send_up (self, S_UP_INTAKE, &out)) {
+    int rc;
+    if (kind == GATEWAY_SUBMIT)
+        rc = s_send_up (self, S_UP_INTAKE, &out);
+    else {
+        //  A producer changes only its own reports: ask intake whose it is
+        //  first (the source on record), then send the change
+        p->owner = token;
+        p->checking = true;
+        msgpack_sbuffer_write (&p->request, out.data, out.size);
+        msgpack_sbuffer get;
+        msgpack_sbuffer_init (&get);
+        msgpack_packer pk;
+        msgpack_packer_init (&pk, &get, msgpack_sbuffer_write);
+        msgpack_pack_map (&pk, 3);
+        relais_pack_kv_str (&pk, "op", "signal.get");
+        relais_pack_kv_str (&pk, "id", id);
+        relais_pack_kv_uint (&pk, "rid", p->rid);
+        rc = s_send_up (self, S_UP_RECORDS, &get);
+        msgpack_sbuffer_destroy (&get);
+    }
+    if (rc) {
         s_pending_release (self, p);
         s_fail (conn, 503, RELAIS_CODE_UNAVAILABLE, "", "intake is not reachable, retry with the same Idempotency-Key");
     }
@@ -1150,7 +1223,10 @@ s_handle (s_conn_t *conn)
         const char *slash = strchr (start, '/');
         size_t n = slash? (size_t) (slash - start): strlen (start);
         bool close = slash && strcmp (slash, "/close") == 0;
-        if (n == 0 || n >= sizeof id || (slash && !close)) {
+        bool plain = n > 0;
+        for (size_t k = 0; k < n && plain; k++)
+            plain = isalnum ((unsigned char) start [k]) || start [k] == '-' || start [k] == '_';
+        if (!plain || n >= sizeof id || (slash && !close)) {
             s_fail (conn, 404, RELAIS_CODE_NOT_FOUND, "", "use /v1/signalements/{id} or /v1/signalements/{id}/close");
             return;
         }
@@ -1522,7 +1598,7 @@ gateway_server_start (gateway_server_t *self)
 {
     for (int i = 0; i < S_UP_COUNT; i++) {
         char path [64];
-        snprintf (path, sizeof path, "%s/%s", s_up_names [i], i == S_UP_INTAKE? "submit": "api");
+        snprintf (path, sizeof path, "%s/%s", s_up_names [i], s_up_keys [i]);
         const char *endpoint = relais_config_str (self->config, path);
         if (!endpoint || !*endpoint)
             continue;                   //  that panel says "not configured"

@@ -6,7 +6,9 @@
     (Debian's libhttp-parser-dev) and jansson. It turns
     - POST /v1/signalements[/{id}[/close]] into submit, update and close
       requests on intake's "submit" endpoint (the source of a report is the
-      producer's token identity, whatever the body says),
+      producer's token identity, whatever the body says; an update or a
+      close is first checked against the source on record, through
+      intake's "records" endpoint),
     - GET /v1/events into Server-Sent Events (gateway_stream),
     - GET /v1/plans, /v1/capacity, /v1/analytics/... into "<svc>.<verb>"
       requests on that service's "api" endpoint,

@@ -124,6 +124,15 @@ expect(req("POST", f"/v1/signalements/{sid}", {"changes": {"persons": 1}, "close
            token="producer"), 400, "invalid", "close", "both")
 expect(req("POST", "/v1/signalements/SIG-99999999", {"changes": {"persons": 2}}, token="producer"),
        404, "not_found", "id", "update unknown")
+# A producer changes only its own reports (the source on record must be its token's)
+expect(req("POST", f"/v1/signalements/{sid}", {"changes": {"persons": 9}}, token="producer2"),
+       403, "unauthorized", "id", "update another source's report")
+expect(req("POST", f"/v1/signalements/{sid}/close", {"reason": "erreur"}, token="producer2"),
+       403, "unauthorized", "id", "close another source's report")
+expect(req("POST", "/v1/signalements/SIG%00x", {"close": "resolu"}, token="producer"),
+       404, "not_found", what="id with an escape")
+expect(req("POST", "/v1/signalements/" + "S" * 70, {"close": "resolu"}, token="producer"),
+       404, "not_found", what="id too long")
 expect(req("POST", f"/v1/signalements/{sid}/close", {"reason": "parti"}, token="producer"), 400,
        "invalid", "reason", "bad closure code")
 _, closed = expect(req("POST", f"/v1/signalements/{sid}", {"close": "resolu"}, token="producer"),

@@ -161,6 +161,17 @@ check("relais_gateway_sse_clients 1" in text, "one SSE client", text[-600:])
 e.sock.settimeout(5)
 data = e.sock.recv(4096)
 check(b": keepalive" in data, "keep-alive comment on an idle stream", data)
+# Stopping with streams open (one live, one reading history) ends them cleanly
+h = SSE(g.port, "/v1/events?last=1000")
+check(bus.stop("gateway") == 0, "gateway stops cleanly with open streams")
+e.sock.settimeout(5)
+rest = b""
+while True:
+    chunk = e.sock.recv(65536)
+    if not chunk:
+        break
+    rest += chunk
+check(b"data:" not in rest, "nothing after the keep-alive on the live stream", rest[:200])
 e.close()
-check(bus.stop("gateway") == 0, "gateway stops cleanly")
+h.close()
 ok("61-gateway-sse")
