@@ -1169,7 +1169,6 @@ s_handle_static (s_conn_t *conn, const char *path)
 static void
 s_handle (s_conn_t *conn)
 {
-    gateway_server_t *self = conn->server;
     struct http_parser_url parts;
     http_parser_url_init (&parts);
     if (!conn->url || http_parser_parse_url (conn->url, conn->url_len, 0, &parts)
@@ -1268,7 +1267,6 @@ s_handle (s_conn_t *conn)
         s_handle_static (conn, path);
     else
         s_fail (conn, 405, RELAIS_CODE_UNKNOWN_OP, "", "use GET");
-    (void) self;
 }
 
 //  ---------------------------------------------------------------------------
