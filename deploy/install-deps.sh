@@ -7,10 +7,10 @@ set -euo pipefail
 packages=(
     build-essential cmake pkg-config clang
     libzmq3-dev libczmq-dev libmsgpack-dev liblmdb-dev lmdb-utils libuv1-dev
-    libsodium-dev libjansson-dev libcurl4-openssl-dev
+    libsodium-dev libjansson-dev libcurl4-openssl-dev libhttp-parser-dev
 )
 if [[ "${1:-}" == "--test" ]]; then
-    packages+=( python3 python3-zmq python3-msgpack libclang-rt-14-dev procps )
+    packages+=( python3 python3-zmq python3-msgpack libclang-rt-14-dev procps chromium )
 fi
 
 missing=()

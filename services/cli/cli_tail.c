@@ -9,6 +9,9 @@
     one after the last printed, so there is no gap and no duplicate at the
     seam: older ones are dropped, and a jump (a live event or a "$hb"
     beyond what was printed) makes tail fetch the missing range first.
+    That seam is relais_follow (common/), shared with the gateway's
+    Server-Sent Events; this file owns the sockets, the timing and the
+    messages.
     The same loop survives a restart of the service: ZeroMQ reconnects,
     a silent source is reported on stderr, and when it speaks again tail
     fetches what it missed.
@@ -22,6 +25,7 @@
 #include "cli_json.h"
 #include "relais_clock.h"
 #include "relais_envelope.h"
+#include "relais_follow.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -32,7 +36,6 @@
 #define S_SILENT_MS         3000
 #define S_REQUEST_MS        2000
 #define S_FETCH_MAX         1000
-#define S_QUEUE_MAX         100000
 
 const char cli_tail_help [] =
     "usage: relais tail [FLAGS]\n"
@@ -294,30 +297,24 @@ cli_event_print (cli_t *cli, const cli_filter_t *filter, const char *topic,
 
 typedef enum { S_START_LIVE, S_START_FROM, S_START_LAST, S_START_SINCE } s_start_t;
 
-typedef struct {
-    zframe_t *frame;
-    char topic [RELAIS_TYPE_MAX];
-    uint64_t seq;
-} s_item_t;
+typedef struct s_tail_t s_tail_t;
 
 typedef struct {
+    s_tail_t *tail;
     cli_source_t src;
     zsock_t *sub;
     zsock_t *dealer;
-    bool started;                   //  last is meaningful
-    uint64_t last;                  //  last seq handled (printed or filtered out)
-    bool fetching;                  //  catching up through fetch
+    relais_follow_t *follow;        //  the seam: history, then live, in order
     uint64_t rid;                   //  request in flight, 0: none
     int64_t sent_at;
     int64_t send_at;                //  next (re)send of the wanted request
-    zlistx_t *queue;                //  live events not yet handled (s_item_t)
     int64_t heard;                  //  last message on SUB (ms)
     bool silent;
     bool back;                      //  heard again: announce after catching up
     uint64_t silent_last;
 } s_source_t;
 
-typedef struct {
+struct s_tail_t {
     cli_t *cli;
     cli_filter_t filter;
     s_start_t start;
@@ -331,21 +328,10 @@ typedef struct {
     int rc;
     s_source_t sources [CLI_SOURCES_MAX];
     size_t source_count;
-} s_tail_t;
+};
 
 static void
-s_item_destroy (void **item_p)
-{
-    s_item_t *item = (s_item_t *) *item_p;
-    if (item) {
-        zframe_destroy (&item->frame);
-        free (item);
-        *item_p = NULL;
-    }
-}
-
-static void
-s_request (s_tail_t *self, s_source_t *source, bool status, int64_t now)
+s_request (s_tail_t *self, s_source_t *source, bool status, uint64_t from, int64_t now)
 {
     msgpack_sbuffer sbuf;
     msgpack_sbuffer_init (&sbuf);
@@ -356,7 +342,7 @@ s_request (s_tail_t *self, s_source_t *source, bool status, int64_t now)
     relais_pack_kv_str (&pk, "op", status? "status": "fetch");
     relais_pack_kv_uint (&pk, "rid", rid);
     if (!status) {
-        relais_pack_kv_uint (&pk, "from", source->last + 1);
+        relais_pack_kv_uint (&pk, "from", from);
         relais_pack_kv_uint (&pk, "max", S_FETCH_MAX);
     }
     if (cli_send (source->dealer, sbuf.data, sbuf.size) == 0) {
@@ -368,10 +354,13 @@ s_request (s_tail_t *self, s_source_t *source, bool status, int64_t now)
     msgpack_sbuffer_destroy (&sbuf);
 }
 
-//  Print one event and count it; stop when --count is reached.
+//  Print one event and count it; stop when --count is reached. Called by
+//  the follower, once per event, in sequence order.
 static void
-s_emit (s_tail_t *self, const char *topic, const msgpack_object *envelope)
+s_emit (relais_follow_t *follow, const char *topic, uint64_t seq,
+        const msgpack_object *envelope, void *arg)
 {
+    s_tail_t *self = ((s_source_t *) arg)->tail;
     if (self->stop)
         return;
     int rc = cli_event_print (self->cli, &self->filter, topic, envelope);
@@ -382,92 +371,25 @@ s_emit (s_tail_t *self, const char *topic, const msgpack_object *envelope)
 static void
 s_announce_back (s_source_t *source)
 {
-    if (source->back && !source->fetching && source->started) {
+    if (source->back && relais_follow_caught_up (source->follow)) {
+        uint64_t last = relais_follow_last (source->follow);
         fprintf (stderr, "tail: %s back, caught up %llu events\n", source->src.name,
-                 (unsigned long long) (source->last > source->silent_last?
-                                       source->last - source->silent_last: 0));
+                 (unsigned long long) (last > source->silent_last? last - source->silent_last: 0));
         source->back = false;
-    }
-}
-
-//  Handle queued live events in order while no fetch is needed.
-static void
-s_drain (s_tail_t *self, s_source_t *source)
-{
-    if (!source->started || source->fetching)
-        return;
-    s_item_t *item;
-    while (!self->stop && (item = (s_item_t *) zlistx_first (source->queue))) {
-        if (item->seq == source->last + 1) {
-            relais_msg_t msg;
-            relais_error_t err;
-            if (relais_msg_decode (&msg, zframe_data (item->frame), zframe_size (item->frame),
-                                   &cli_reply_limits, &err) == 0) {
-                s_emit (self, item->topic, &msg.root);
-                relais_msg_release (&msg);
-            }
-            source->last = item->seq;
-        }
-        else
-        if (item->seq > source->last + 1) {
-            source->fetching = true;    //  a gap: read it from the log first
-            source->send_at = 0;
-            return;
-        }
-        zlistx_delete (source->queue, zlistx_cursor (source->queue));
     }
 }
 
 static void
 s_on_sub (s_tail_t *self, s_source_t *source, zframe_t *frame, const char *topic, int64_t now)
 {
-    relais_msg_t msg;
-    relais_error_t err;
-    if (relais_msg_decode (&msg, zframe_data (frame), zframe_size (frame),
-                           &cli_reply_limits, &err)) {
-        zframe_destroy (&frame);
+    if (!relais_follow_live (source->follow, topic, &frame))
         return;
-    }
-    bool heartbeat = strcmp (topic, RELAIS_HB_TOPIC) == 0;
-    relais_envelope_t env;
-    if (relais_envelope_decode (&msg.root, heartbeat, &env, &err)
-    ||  strcmp (env.src, source->src.name) != 0) {
-        relais_msg_release (&msg);
-        zframe_destroy (&frame);
-        return;
-    }
-    relais_msg_release (&msg);
     source->heard = now;
     if (source->silent) {
         source->silent = false;
         source->back = true;
     }
-    if (heartbeat) {
-        zframe_destroy (&frame);
-        //  Events between the last we saw and the announced one were lost
-        //  (the service restarted, or the PUB dropped them): fetch them
-        if (source->started && !source->fetching && env.seq > source->last
-        &&  zlistx_size (source->queue) == 0) {
-            source->fetching = true;
-            source->send_at = 0;
-        }
-        if (source->back && !source->fetching && zlistx_size (source->queue) == 0)
-            s_announce_back (source);
-        return;
-    }
-    if (zlistx_size (source->queue) >= S_QUEUE_MAX || (source->started && env.seq <= source->last)) {
-        zframe_destroy (&frame);        //  the log has it, or we have printed it
-        return;
-    }
-    s_item_t *item = (s_item_t *) calloc (1, sizeof *item);
-    if (!item) {
-        zframe_destroy (&frame);
-        return;
-    }
-    item->frame = frame;
-    item->seq = env.seq;
-    snprintf (item->topic, sizeof item->topic, "%s", topic);
-    zlistx_add_end (source->queue, item);
+    s_announce_back (source);
 }
 
 static void
@@ -481,27 +403,24 @@ s_on_reply (s_tail_t *self, s_source_t *source, zframe_t *frame, int64_t now)
         return;
     }
     const msgpack_object *root = &msg.root;
-    uint64_t rid = 0, last = 0, first = 0;
+    uint64_t rid = 0, last = 0;
     if (!relais_msg_uint (relais_msg_get (root, "rid"), &rid) || rid != source->rid) {
         relais_msg_release (&msg);
         return;                         //  the answer to an abandoned request
     }
     source->rid = 0;
     source->send_at = now;
-    const msgpack_object *ok = relais_msg_get (root, "ok");
-    bool success = ok && ok->type == MSGPACK_OBJECT_BOOLEAN && ok->via.boolean;
-    relais_msg_uint (relais_msg_get (root, "last"), &last);
-    relais_msg_uint (relais_msg_get (root, "first"), &first);
-    if (!source->started) {
-        if (!success) {
+    if (!relais_follow_started (source->follow)) {
+        const msgpack_object *ok = relais_msg_get (root, "ok");
+        if (!(ok && ok->type == MSGPACK_OBJECT_BOOLEAN && ok->via.boolean)) {
             fprintf (stderr, "tail: %s refused status\n", source->src.name);
             source->send_at = now + 1000;
         }
         else {
-            source->started = true;
-            source->last = self->start == S_START_LAST && last > self->last_n? last - self->last_n
-                         : self->start == S_START_LAST? 0: last;
-            source->fetching = source->last < last;
+            relais_msg_uint (relais_msg_get (root, "last"), &last);
+            uint64_t from = self->start == S_START_LAST && last > self->last_n? last - self->last_n
+                          : self->start == S_START_LAST? 0: last;
+            relais_follow_start (source->follow, from, from < last);
             //  History asked for (--last) is not "missed": count from here
             source->silent_last = last;
             s_announce_back (source);
@@ -509,45 +428,28 @@ s_on_reply (s_tail_t *self, s_source_t *source, zframe_t *frame, int64_t now)
         relais_msg_release (&msg);
         return;
     }
-    if (!success) {
-        if (relais_msg_str_eq (relais_msg_get (root, "code"), RELAIS_CODE_GONE) && first > 0) {
-            if (self->start == S_START_FROM)
-                fprintf (stderr, "tail: %s: events before %llu are purged from the log\n",
-                         source->src.name, (unsigned long long) first);
-            source->last = first - 1;
-        }
-        else {
-            char code [32] = "?";
-            relais_msg_str_copy (relais_msg_get (root, "code"), code, sizeof code);
-            fprintf (stderr, "tail: %s refused fetch: %s\n", source->src.name, code);
-            source->send_at = now + 1000;
-        }
-        relais_msg_release (&msg);
-        return;
+    relais_follow_stats_t before, after;
+    relais_follow_stats (source->follow, &before);
+    int rc = relais_follow_fetched (source->follow, root);
+    relais_follow_stats (source->follow, &after);
+    if (rc == RELAIS_EGONE) {
+        if (self->start == S_START_FROM)
+            fprintf (stderr, "tail: %s: events before %llu are purged from the log\n",
+                     source->src.name, (unsigned long long) relais_follow_last (source->follow) + 1);
     }
-    const msgpack_object *events = relais_msg_get (root, "events");
-    uint32_t count = events && events->type == MSGPACK_OBJECT_ARRAY? events->via.array.size: 0;
-    for (uint32_t i = 0; i < count && !self->stop; i++) {
-        const msgpack_object *event = &events->via.array.ptr [i];
-        uint64_t seq;
-        if (!relais_msg_uint (relais_msg_get (event, "seq"), &seq) || seq <= source->last)
-            continue;
-        s_emit (self, NULL, event);
-        source->last = seq;
+    else
+    if (rc) {
+        char code [32] = "?";
+        relais_msg_str_copy (relais_msg_get (root, "code"), code, sizeof code);
+        fprintf (stderr, "tail: %s refused fetch: %s\n", source->src.name, code);
+        source->send_at = now + 1000;
     }
-    if (count == 0 || source->last >= last) {
-        source->fetching = false;
-        //  A live event the log does not reach cannot be filled: skip to it
-        s_item_t *head = (s_item_t *) zlistx_first (source->queue);
-        if (head && head->seq > source->last + 1 && last < head->seq - 1) {
-            fprintf (stderr, "tail: %s: events %llu to %llu are not in the log\n",
-                     source->src.name, (unsigned long long) source->last + 1,
-                     (unsigned long long) head->seq - 1);
-            source->last = head->seq - 1;
-        }
-        s_drain (self, source);
-        s_announce_back (source);
-    }
+    else
+    if (after.skipped > before.skipped)
+        fprintf (stderr, "tail: %s: events %llu to %llu are not in the log\n",
+                 source->src.name, (unsigned long long) after.skip_from,
+                 (unsigned long long) after.skip_to);
+    s_announce_back (source);
     relais_msg_release (&msg);
 }
 
@@ -558,18 +460,18 @@ s_step (s_tail_t *self, s_source_t *source, int64_t now)
         source->rid = 0;                //  lost with a restart: ask again
         source->send_at = now;
     }
+    uint64_t from;
     if (!source->rid && now >= source->send_at) {
-        if (!source->started)
-            s_request (self, source, true, now);
+        if (!relais_follow_started (source->follow))
+            s_request (self, source, true, 0, now);
         else
-        if (source->fetching)
-            s_request (self, source, false, now);
+        if (relais_follow_fetching (source->follow, &from))
+            s_request (self, source, false, from, now);
     }
-    s_drain (self, source);
     if (!source->silent && now - source->heard > S_SILENT_MS) {
         source->silent = true;
         source->back = false;
-        source->silent_last = source->last;
+        source->silent_last = relais_follow_last (source->follow);
         fprintf (stderr, "tail: %s silent, waiting…\n", source->src.name);
     }
 }
@@ -726,21 +628,18 @@ cli_tail (cli_t *cli, int argc, char **argv)
         source->src = sources [i];
         //  SUB first: every event published from now on reaches us, so the
         //  history we fetch next meets the live stream with no hole
+        source->tail = &self;
         source->sub = cli_sock_new (ZMQ_SUB, source->src.pub, 1 << 20);
         source->dealer = cli_sock_new (ZMQ_DEALER, source->src.fetch, 0);
-        source->queue = zlistx_new ();
-        if (!source->sub || !source->dealer || !source->queue) {
+        source->follow = relais_follow_new (source->src.name, s_emit, source);
+        if (!source->sub || !source->dealer || !source->follow) {
             self.rc = CLI_FAILED;
             self.source_count = i + 1;
             goto done;
         }
-        zlistx_set_destructor (source->queue, s_item_destroy);
         source->heard = now;
-        if (self.start == S_START_FROM || self.start == S_START_SINCE) {
-            source->started = true;
-            source->last = self.start == S_START_FROM? self.from - 1: 0;
-            source->fetching = true;
-        }
+        if (self.start == S_START_FROM || self.start == S_START_SINCE)
+            relais_follow_start (source->follow, self.start == S_START_FROM? self.from - 1: 0, true);
         items [2 * i] = (zmq_pollitem_t) { zsock_resolve (source->sub), 0, ZMQ_POLLIN, 0 };
         items [2 * i + 1] = (zmq_pollitem_t) { zsock_resolve (source->dealer), 0, ZMQ_POLLIN, 0 };
     }
@@ -780,7 +679,7 @@ done:
     for (size_t i = 0; i < self.source_count; i++) {
         zsock_destroy (&self.sources [i].sub);
         zsock_destroy (&self.sources [i].dealer);
-        zlistx_destroy (&self.sources [i].queue);
+        relais_follow_destroy (&self.sources [i].follow);
     }
     return self.rc;
 }

@@ -31,7 +31,8 @@ test_roles (void)
     CHECK (relais_security_role_allows ("service", "capacity/pub"));
     CHECK (!relais_security_role_allows ("service", "router/partners"));
     CHECK (relais_security_role_allows ("gateway", "intake/submit"));
-    CHECK (!relais_security_role_allows ("gateway", "intake/records"));
+    CHECK (relais_security_role_allows ("gateway", "intake/records"));
+    CHECK (!relais_security_role_allows ("gateway", "router/partners"));
     CHECK (!relais_security_role_allows ("gateway", "unlisted"));
     CHECK (!relais_security_role_allows ("king", "intake/submit"));
     CHECK (!relais_security_role_allows (NULL, "intake/submit"));

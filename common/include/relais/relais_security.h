@@ -24,7 +24,7 @@
     Roles and the endpoints (ZAP domain "<service>/<key>") they may use
     (ANY stands for every service):
       producer    intake/submit
-      gateway     intake/submit, ANY/pub, ANY/fetch, ANY/api
+      gateway     intake/submit, intake/records (ownership), ANY/pub, ANY/fetch, ANY/api
       operations  intake/submit, intake/records, ANY/pub, ANY/fetch, ANY/api
       service     intake/records, ANY/pub, ANY/fetch, ANY/api
       partner     router/partners
