@@ -42,12 +42,14 @@ int cli_tail (cli_t *cli, int argc, char **argv);
 int cli_fetch (cli_t *cli, int argc, char **argv);
 int cli_status (cli_t *cli, int argc, char **argv);
 int cli_simulate (cli_t *cli, int argc, char **argv);
+int cli_capacity (cli_t *cli, int argc, char **argv);
 
 extern const char cli_submit_help [];
 extern const char cli_tail_help [];
 extern const char cli_fetch_help [];
 extern const char cli_status_help [];
 extern const char cli_simulate_help [];
+extern const char cli_capacity_help [];
 
 
 //  ---------------------------------------------------------------------------

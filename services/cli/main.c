@@ -28,6 +28,7 @@ static const cli_command_t s_commands [] = {
     { "fetch", cli_fetch, "dump a range of a service's event log", cli_fetch_help },
     { "status", cli_status, "is every service up? last sequence, heartbeat, lag", cli_status_help },
     { "simulate", cli_simulate, "generate realistic Paris reports and submit them", cli_simulate_help },
+    { "capacity", cli_capacity, "shelter capacity: structures, occupancy, moves, forecast", cli_capacity_help },
     { NULL, NULL, NULL, NULL }
 };
 
