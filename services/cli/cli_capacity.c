@@ -64,7 +64,7 @@ const char cli_capacity_help [] =
     "  --days D     simulated days (default 1)\n"
     "  --start T    µs since 1970 of the first simulated hour (default: now - D days)\n"
     "  --declare    first declare the demo structures (hotels, sas, LIMA, CHU,\n"
-    "               halte, 115)\n"
+    "               halte, 115) and their first count (65 to 85% occupied)\n"
     "  --dry-run    print the requests as NDJSON instead of sending them\n"
     "\n"
     "flags:\n"
@@ -453,9 +453,18 @@ s_simulate (cli_t *cli, s_flags_t *f, s_client_t *client)
             for (uint32_t p = 0; p < np; p++)
                 relais_pack_str (&pk, s->publics [p]);
             relais_pack_kv_str (&pk, "operator", s->operator_);
-            relais_pack_kv_uint (&pk, "free_below", s->places / 20);
-            relais_pack_kv_uint (&pk, "occupancy_above", 95);
+            relais_pack_kv_uint (&pk, "free_below", s->places / 10);
+            relais_pack_kv_uint (&pk, "occupancy_above", 90);
             rc = s_sim_emit (&sim, &pairs, 11);
+            //  The operator's first count: 65 to 85% occupied already
+            unsigned counted = s->places * (650 + s_below (&rng, 200)) / 1000;
+            msgpack_sbuffer_clear (&pairs);
+            s_kv_common (&pk, "capacity.update", s->id, start);
+            relais_pack_kv_uint (&pk, "occupied", counted);
+            relais_pack_kv_uint (&pk, "previous", 0);
+            s->occupied = counted;
+            if (rc == 0)
+                rc = s_sim_emit (&sim, &pairs, 5);
         }
     else
     if (client) {
