@@ -19,6 +19,10 @@ start = (now_us() - DAY) // 3_600_000_000 * 3_600_000_000
 feed = subprocess.run([binary("relais"), "capacity", "simulate", "--dry-run", "--declare",
                        "--seed", str(SEED), "--days", "1", "--start", str(start)],
                       check=True, capture_output=True, text=True).stdout
+again = subprocess.run([binary("relais"), "capacity", "simulate", "--dry-run", "--declare",
+                        "--seed", str(SEED), "--days", "1", "--start", str(start)],
+                       check=True, capture_output=True, text=True).stdout
+check(feed == again, "the same seed gives the same feed")
 requests = [json.loads(line) for line in feed.splitlines() if line.strip()]
 check(len(requests) > 200, "a day of traffic", len(requests))
 check(len({r["idem"] for r in requests}) == len(requests), "one idem per request")

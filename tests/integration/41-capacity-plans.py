@@ -2,15 +2,18 @@
 once and matches each plan.closed {outcome: mise_a_l_abri, structure} with
 that structure's entry whose ref is the plan id. Mismatches are published
 once as capacity.mismatch {plan, structure, reason}: unknown_structure,
-other_structure, no_entry (the match window ran out). Events dropped on PUB
+other_structure, outside_window, no_entry (the match window ran out). Events dropped on PUB
 are fetched; a kill -9 of capacity while plans publishes loses and repeats
 nothing; other outcomes and other plan events are ignored."""
 import time
 
 from fake_source_capacity import FakeSource
-from relais_harness import Bus, check, ok
+from relais_harness import Bus, check, now_us, ok
 
-EXTRA = "    match_window = 2s\n    tick = 200ms\n"
+# The window is long enough that the entries sent in time always are, under
+# any load; the late cases use facts dated an hour back instead of waiting.
+EXTRA = "    match_window = 10m\n    tick = 200ms\n"
+HOUR = 3_600_000_000
 bus = Bus("cap-plans", services=["plans", "capacity"], extra=EXTRA)
 plans = FakeSource("plans", bus.endpoints["plans"]["pub"], bus.endpoints["plans"]["fetch"])
 bus.start("capacity")
@@ -23,11 +26,11 @@ def req(obj):
     return reply
 
 
-def closed(plan, structure, outcome="mise_a_l_abri", drop=False):
+def closed(plan, structure, outcome="mise_a_l_abri", drop=False, ts=None):
     body = {"outcome": outcome, "arrondissement": 19, "signals": ["SIG-1"]}
     if structure:
         body["structure"] = structure
-    return plans.publish("plan.closed", plan, body, drop=drop)
+    return plans.publish("plan.closed", plan, body, drop=drop, ts=ts)
 
 
 def mismatches():
@@ -73,18 +76,24 @@ wait(lambda: applied() >= 7, "the dropped events fetched")
 req({"op": "capacity.entry", "id": "hotel-a", "count": 2, "from": "plan", "ref": "PLAN-6", "idem": "e6"})
 req({"op": "capacity.entry", "id": "hotel-a", "count": 1, "from": "plan", "ref": "PLAN-7", "idem": "e7"})
 
-# kill -9 while plans goes on; one close will never see its entry
+# An entry two hours before its plan's close: outside the window
+req({"op": "capacity.entry", "id": "hotel-b", "count": 1, "from": "plan", "ref": "PLAN-10",
+     "at": now_us() - 2 * HOUR, "idem": "e10"})
+closed("PLAN-10", "hotel-b")
+# kill -9 while plans goes on; PLAN-8 closed an hour ago and never saw its
+# entry: its window has run out when capacity learns of it
 bus.kill9("capacity")
-closed("PLAN-8", "hotel-b")
+closed("PLAN-8", "hotel-b", ts=now_us() - HOUR)
 closed("PLAN-9", "hotel-zz")
 bus.start("capacity")
-wait(lambda: applied() >= 9, "capacity caught up after the restart")
+wait(lambda: applied() >= 10, "capacity caught up after the restart")
 wait(lambda: ("PLAN-8", "hotel-b", "no_entry") in mismatches(), "the PLAN-8 window to run out")
 time.sleep(0.5)                                 # any repeat would show now
 
 got = mismatches()
 expected = [("PLAN-2", "hotel-zz", "unknown_structure"), ("PLAN-6", "hotel-b", "other_structure"),
-            ("PLAN-9", "hotel-zz", "unknown_structure"), ("PLAN-8", "hotel-b", "no_entry")]
+            ("PLAN-9", "hotel-zz", "unknown_structure"), ("PLAN-8", "hotel-b", "no_entry"),
+            ("PLAN-10", "hotel-b", "outside_window")]
 check(sorted(got) == sorted(expected), "each mismatch exactly once", got)
 check(plans.fetches >= 1, "capacity fetched what PUB dropped", plans.fetches)
 check(bus.stop("capacity") == 0, "clean stop")

@@ -2,7 +2,7 @@
 fetch ROUTER + $hb heartbeats per proto/README §3-4, with an in-memory log.
 
 FakeSource("plans", pub_ep, fetch_ep) binds both endpoints and runs a
-thread. publish(type, key, body, drop=False) appends an envelope to the log
+thread. publish(type, key, body, drop=False, ts=None) appends an envelope to the log
 (seq contiguous from 1) and sends it on PUB unless drop is true - a dropped
 event is only announced by the next heartbeat, and the subscriber must
 fetch it. close() stops the thread and the sockets.
@@ -33,9 +33,9 @@ class FakeSource:
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
-    def publish(self, type_, key, body, drop=False):
+    def publish(self, type_, key, body, drop=False, ts=None):
         with self.lock:
-            env = {"v": 1, "src": self.name, "seq": len(self.log) + 1, "ts": now_us(),
+            env = {"v": 1, "src": self.name, "seq": len(self.log) + 1, "ts": ts or now_us(),
                    "type": type_, "key": key, "body": body}
             self.log.append(env)
             if not drop:
