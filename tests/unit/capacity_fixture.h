@@ -31,6 +31,7 @@ static struct {
     relais_store_t *store;
     capacity_state_t *state;
     capacity_opts_t opts;
+    relais_config_t *config;            //  given to the state when set
     uint64_t now;
     char *events [FX_EVENTS_MAX];
     size_t count, mark;
@@ -115,7 +116,7 @@ fx_store_open (void)
     fx.store = relais_store_new (fx.dir, &opts);
     CHECK (fx.store);
     relais_store_hook (fx.store, fx_begin, fx_commit, fx_abort, NULL);
-    fx.state = capacity_state_new (&fx.opts, NULL);
+    fx.state = capacity_state_new (&fx.opts, fx.config);
     CHECK (fx.state);
 }
 
@@ -123,6 +124,16 @@ static FX_UNUSED int
 fx_startup_cb (relais_txn_t *txn, void *arg)
 {
     return capacity_state_startup (fx.state, txn, fx.now);
+}
+
+//  A restart that may be refused: returns the startup's code
+static FX_UNUSED int
+fx_restart (void)
+{
+    capacity_state_destroy (&fx.state);
+    relais_store_destroy (&fx.store);
+    fx_store_open ();
+    return relais_store_write (fx.store, fx_startup_cb, NULL);
 }
 
 //  Fresh store for test name; opts may be NULL (defaults: 2 h hold, 7 d window)
