@@ -75,6 +75,19 @@ def run(name, kills):
     missing = [r["idem"] for r in requests if r["idem"] not in p.acks]
     check(not missing, name + ": every op acked", len(p.acks), missing[:3], bus.log_text("capacity")[-1500:])
     events = bus.fetch_all("capacity")
+    if not kills:
+        # The operator's table and its JSON twin
+        table = subprocess.run([binary("relais"), "--config", bus.config, "capacity", "list"],
+                               check=True, capture_output=True, text=True).stdout
+        rows = table.splitlines()[1:]
+        check(len(rows) == 7 and all(r.split()[0] in table for r in rows), "one row a structure", table)
+        check(all(any(a in r for a in "\u2191\u2193\u2192") for r in rows), "a trend arrow a row", table)
+        listed = json.loads(subprocess.run([binary("relais"), "--config", bus.config, "capacity",
+                                            "list", "--json"], check=True, capture_output=True,
+                                           text=True).stdout)
+        for st in listed["structures"]:
+            check(st["free"] == st["places"] - st["occupied"] - st["reserved"], "free adds up", st)
+            check(f"{st['id']} " in table and f" {st['free']} " in table, "the table shows it", st)
     check(bus.stop("capacity") == 0, name + ": clean stop")
     dump = subprocess.run([binary("relais-capacity"), "--config", bus.config, "--dump"],
                           check=True, capture_output=True, text=True).stdout
