@@ -51,6 +51,7 @@ int cli_stats (cli_t *cli, int argc, char **argv);
 int cli_report (cli_t *cli, int argc, char **argv);
 int cli_route (cli_t *cli, int argc, char **argv);
 int cli_plan (cli_t *cli, int argc, char **argv);
+int cli_capacity (cli_t *cli, int argc, char **argv);
 
 extern const char cli_submit_help [];
 extern const char cli_tail_help [];
@@ -66,6 +67,7 @@ extern const char cli_stats_help [];
 extern const char cli_report_help [];
 extern const char cli_route_help [];
 extern const char cli_plan_help [];
+extern const char cli_capacity_help [];
 
 
 //  ---------------------------------------------------------------------------

@@ -40,6 +40,7 @@ static const cli_command_t s_commands [] = {
     { "report", cli_report, "analytics: an HTML page with charts and CSVs for a period", cli_report_help },
     { "route", cli_route, "explain which routing rules send a report to which partners", cli_route_help },
     { "plan", cli_plan, "action plans of level-2 situations: list, show, action, close, flag, note", cli_plan_help },
+    { "capacity", cli_capacity, "shelter capacity: structures, occupancy, moves, forecast", cli_capacity_help },
     { NULL, NULL, NULL, NULL }
 };
 
