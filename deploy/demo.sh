@@ -115,7 +115,14 @@ for svc in $services; do
             tail -n 20 "$logs/$svc.log" >&2
             exit 1
         fi
-        if "$relais" status --src "$svc" --timeout 300ms >/dev/null 2>&1; then
+        if [[ "$svc" == gateway ]]; then
+            #   HTTP, not ZeroMQ: ready once its port accepts a connection
+            listen=$("$relais" config get gateway/listen)
+            if (exec 3<>"/dev/tcp/${listen%:*}/${listen##*:}") 2>/dev/null; then
+                ready=1
+                break
+            fi
+        elif "$relais" status --src "$svc" --timeout 300ms >/dev/null 2>&1; then
             ready=1
             break
         fi
@@ -132,6 +139,15 @@ for partner in $("$relais" config get relais/notifiers 2>/dev/null | tr ',' ' ')
     started "notify-$partner" $!
     say "notifier for $partner up (pid $!, deliveries in $logs/partner-$partner.ndjson)"
 done
+
+#   Shelter capacity moving: a few simulated days of entries and exits
+if [[ " $services " == *" capacity "* ]]; then
+    "$relais" capacity simulate --declare --seed 1 --days 3 >> "$logs/capacity-simulate.log" 2>&1 &
+    started capacity-simulate $!
+fi
+if [[ " $services " == *" gateway "* ]]; then
+    say "operations console: http://$("$relais" config get gateway/listen)/ (token in $config)"
+fi
 
 "$relais" simulate --scenario "$scenario" --rate "$rate" --quiet \
     >> "$logs/simulate.log" 2>&1 &
