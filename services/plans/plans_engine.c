@@ -45,6 +45,19 @@ const char *const plans_outcome_names [] = {
 #define S_LIST_DEFAULT  100
 #define S_LIST_MAX      1000
 #define S_HISTORY_MAX   2000
+#define S_SIG_EARLY     32
+
+//  A route event that reached plans before its report was in a plan: kept
+//  whole, and replayed into the plan's history (at its own time) when the
+//  report is placed, exactly as if it had come after.
+typedef struct {
+    char what [24];                     //  routed, route_acknowledged, ...
+    char partner [PLANS_PARTNER_MAX];
+    char reason [32];
+    char fallback [PLANS_PARTNER_MAX];
+    char corr [64];                     //  RELAIS_KEY_MAX
+    uint64_t ts;
+} s_early_t;
 
 typedef struct {
     char id [PLANS_ID_MAX];
@@ -59,6 +72,8 @@ typedef struct {
     char partners [S_SIG_PARTNERS][PLANS_PARTNER_MAX];
     size_t partner_count;
     char plan [PLANS_ID_MAX];           //  "" when in no plan
+    s_early_t early [S_SIG_EARLY];      //  route events before the plan, in order
+    size_t early_count;
 } s_sig_t;
 
 struct plans_engine_t {
@@ -379,6 +394,20 @@ s_load_sig (plans_engine_t *self, relais_txn_t *txn, const char *id, s_sig_t *si
     S_UNPACK_LIST (relais_msg_get (root, "refs"), sig->refs, sig->ref_count);
     S_UNPACK_LIST (relais_msg_get (root, "partners"), sig->partners, sig->partner_count);
     s_copy (relais_msg_get (root, "plan"), sig->plan, sizeof sig->plan);
+    const msgpack_object *early = relais_msg_get (root, "early");
+    for (uint32_t i = 0; early && early->type == MSGPACK_OBJECT_ARRAY
+                      && i < early->via.array.size && sig->early_count < S_SIG_EARLY; i++) {
+        const msgpack_object *e = &early->via.array.ptr [i];
+        if (e->type != MSGPACK_OBJECT_ARRAY || e->via.array.size != 6)
+            continue;
+        s_early_t *x = &sig->early [sig->early_count++];
+        s_copy (&e->via.array.ptr [0], x->what, sizeof x->what);
+        s_copy (&e->via.array.ptr [1], x->partner, sizeof x->partner);
+        s_copy (&e->via.array.ptr [2], x->reason, sizeof x->reason);
+        s_copy (&e->via.array.ptr [3], x->fallback, sizeof x->fallback);
+        relais_msg_uint (&e->via.array.ptr [4], &x->ts);
+        s_copy (&e->via.array.ptr [5], x->corr, sizeof x->corr);
+    }
     relais_msg_release (&msg);
     return 0;
 }
@@ -390,7 +419,7 @@ s_save_sig (plans_engine_t *self, relais_txn_t *txn, const s_sig_t *sig)
     msgpack_sbuffer_init (&sbuf);
     msgpack_packer pk;
     msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
-    msgpack_pack_map (&pk, 10);
+    msgpack_pack_map (&pk, 11);
     relais_pack_kv_uint (&pk, "v", 1);
     relais_pack_kv_bool (&pk, "known", sig->known);
     relais_pack_kv_uint (&pk, "level", sig->level);
@@ -404,6 +433,18 @@ s_save_sig (plans_engine_t *self, relais_txn_t *txn, const s_sig_t *sig)
     relais_pack_str (&pk, "partners");
     S_PACK_LIST (&pk, sig->partners, sig->partner_count);
     relais_pack_kv_str (&pk, "plan", sig->plan);
+    relais_pack_str (&pk, "early");
+    msgpack_pack_array (&pk, sig->early_count);
+    for (size_t i = 0; i < sig->early_count; i++) {
+        const s_early_t *x = &sig->early [i];
+        msgpack_pack_array (&pk, 6);
+        relais_pack_str (&pk, x->what);
+        relais_pack_str (&pk, x->partner);
+        relais_pack_str (&pk, x->reason);
+        relais_pack_str (&pk, x->fallback);
+        msgpack_pack_uint64 (&pk, x->ts);
+        relais_pack_str (&pk, x->corr);
+    }
     int rc = relais_txn_put (txn, self->db [S_DB_SIGNALS], sig->id, strlen (sig->id),
                              sbuf.data, sbuf.size);
     msgpack_sbuffer_destroy (&sbuf);
@@ -411,7 +452,9 @@ s_save_sig (plans_engine_t *self, relais_txn_t *txn, const s_sig_t *sig)
 }
 
 //  ---------------------------------------------------------------------------
-//  History: append-only, key = plan id + big-endian entry number
+//  History: append-only, key = plan id + event time + entry number (both
+//  big-endian), so that it reads in the order things happened, whatever
+//  the order in which the sources' events reached plans
 
 typedef struct {
     const char *signal, *partner, *state, *previous, *outcome, *structure, *text, *kind;
@@ -449,11 +492,12 @@ s_history (plans_engine_t *self, relais_txn_t *txn, plans_plan_t *plan, uint64_t
         relais_pack_kv_uint (&pk, "due", h->due);
     if (h->flagged > 0)
         relais_pack_kv_bool (&pk, "flagged", h->flagged != 0);
-    uint8_t key [PLANS_ID_MAX + 8];
+    uint8_t key [PLANS_ID_MAX + 16];
     size_t idlen = strlen (plan->id);
     memcpy (key, plan->id, idlen);
-    relais_u64_to_key (++plan->history, key + idlen);
-    int rc = relais_txn_put (txn, self->db [S_DB_HISTORY], key, idlen + 8, sbuf.data, sbuf.size);
+    relais_u64_to_key (at, key + idlen);
+    relais_u64_to_key (++plan->history, key + idlen + 8);
+    int rc = relais_txn_put (txn, self->db [S_DB_HISTORY], key, idlen + 16, sbuf.data, sbuf.size);
     msgpack_sbuffer_destroy (&sbuf);
     return rc;
 }
@@ -575,6 +619,53 @@ s_add_actor (plans_engine_t *self, relais_txn_t *txn, plans_plan_t *plan, const 
     s_touch (plan, ts);
     int rc = s_history (self, txn, plan, ts, by, "actor_added", S_HIST (.partner = partner));
     return rc? rc: s_emit_actors (self, txn, plan, NULL, corr, ts);
+}
+
+//  One route event's effect on the plan of its report: its history entry at
+//  the event's own time, and the partner (or the fallback it escalated to)
+//  as an actor. emit: publish plan.updated for a new actor; false while a
+//  plan opens (plan.opened lists the actors) or a report attaches (one
+//  plan.updated follows).
+static int
+s_route_into_plan (plans_engine_t *self, relais_txn_t *txn, plans_plan_t *plan,
+                   const char *sig_id, const s_early_t *e, bool emit)
+{
+    s_touch (plan, e->ts);
+    int rc = s_history (self, txn, plan, e->ts, "router", e->what,
+                        S_HIST (.signal = sig_id, .partner = e->partner, .outcome = e->reason,
+                                .structure = e->fallback));
+    const char *actors [2] = {
+        strcmp (e->what, "routed") == 0? e->partner: "",
+        strcmp (e->what, "route_escalated") == 0? e->fallback: ""
+    };
+    for (int i = 0; rc == 0 && i < 2; i++) {
+        if (!*actors [i])
+            continue;
+        if (emit)
+            rc = s_add_actor (self, txn, plan, actors [i], "router", e->corr, e->ts);
+        else
+        if (S_LIST_ADD (plan->actors, plan->actor_count, actors [i]))
+            rc = s_history (self, txn, plan, e->ts, "router", "actor_added",
+                            S_HIST (.partner = actors [i]));
+    }
+    return rc;
+}
+
+//  Replay the route events that came before sig was placed, then the
+//  partners beyond the early buffer (kept as actors only).
+static int
+s_replay_early (plans_engine_t *self, relais_txn_t *txn, plans_plan_t *plan, s_sig_t *sig,
+                uint64_t ts)
+{
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < sig->early_count; i++)
+        rc = s_route_into_plan (self, txn, plan, sig->id, &sig->early [i], false);
+    for (size_t i = 0; rc == 0 && i < sig->partner_count; i++)
+        if (S_LIST_ADD (plan->actors, plan->actor_count, sig->partners [i]))
+            rc = s_history (self, txn, plan, ts, "router", "actor_added",
+                            S_HIST (.partner = sig->partners [i]));
+    sig->early_count = 0;
+    return rc;
 }
 
 //  ---------------------------------------------------------------------------
@@ -703,11 +794,7 @@ s_place (plans_engine_t *self, relais_txn_t *txn, s_sig_t *sig, const char *by,
         if (rc || (rc = s_history (self, txn, plan, ts, by, "attached", S_HIST (.signal = sig->id))))
             goto done;
         size_t before = plan->actor_count;
-        for (size_t i = 0; rc == 0 && i < sig->partner_count; i++)
-            if (S_LIST_ADD (plan->actors, plan->actor_count, sig->partners [i]))
-                rc = s_history (self, txn, plan, ts, "router", "actor_added",
-                                S_HIST (.signal = sig->id, .partner = sig->partners [i]));
-        if (rc)
+        if ((rc = s_replay_early (self, txn, plan, sig, ts)))
             goto done;
         if (!reopen || plan->actor_count != before)
             rc = s_emit_actors (self, txn, plan, reopen? NULL: sig->id, corr, ts);
@@ -734,17 +821,13 @@ s_place (plans_engine_t *self, relais_txn_t *txn, s_sig_t *sig, const char *by,
         plan->signal_total = 1;
         for (size_t i = 0; i < sig->ref_count; i++)
             S_LIST_ADD (plan->refs, plan->ref_count, sig->refs [i]);
-        for (size_t i = 0; i < sig->partner_count; i++)
-            S_LIST_ADD (plan->actors, plan->actor_count, sig->partners [i]);
         plan->opened_at = plan->updated_at = plan->last_activity = ts;
         self->stats.opened++;
         if ((rc = s_history (self, txn, plan, ts, by, "opened", S_HIST (.signal = sig->id))))
             goto done;
-        //  Partners the router assigned before the plan existed
-        for (size_t i = 0; rc == 0 && i < plan->actor_count; i++)
-            rc = s_history (self, txn, plan, ts, "router", "routed",
-                            S_HIST (.signal = sig->id, .partner = plan->actors [i]));
-        if (rc)
+        //  What the router did before the plan existed, as if after: the
+        //  plan opens with those partners as its actors
+        if ((rc = s_replay_early (self, txn, plan, sig, ts)))
             goto done;
         S_BODY_BEGIN;
         msgpack_pack_map (&pk, 5);
@@ -896,34 +979,32 @@ s_on_route (plans_engine_t *self, relais_txn_t *txn, const char *topic,
                      : strcmp (topic, "route.refused") == 0? "route_refused": NULL;
     if (!what)
         return 0;                       //  a route.* type this version does not follow
-    s_sig_t sig;
-    int rc = s_load_sig (self, txn, env->key, &sig);
-    if (rc && rc != RELAIS_ENOTFOUND)
+    s_sig_t *sig = (s_sig_t *) malloc (sizeof *sig);
+    if (!sig)
+        return -ENOMEM;
+    int rc = s_load_sig (self, txn, env->key, sig);
+    if (rc && rc != RELAIS_ENOTFOUND) {
+        free (sig);
         return rc == RELAIS_EMALFORMED? 0: rc;
-    //  The router may be ahead of intake in our stream: a stub keeps the
-    //  partners until signal.created comes, and the plan opens with them.
-    if (assigned)
-        S_LIST_ADD (sig.partners, sig.partner_count, partner);
-    if (escalated && fallback [0])
-        S_LIST_ADD (sig.partners, sig.partner_count, fallback);
-    if (sig.plan [0]) {
+    }
+    s_early_t e = { .ts = env->ts };
+    snprintf (e.what, sizeof e.what, "%s", what);
+    snprintf (e.partner, sizeof e.partner, "%s", partner);
+    snprintf (e.fallback, sizeof e.fallback, "%s", fallback);
+    snprintf (e.corr, sizeof e.corr, "%s", corr? corr: "");
+    s_copy (relais_msg_get (body, "reason"), e.reason, sizeof e.reason);
+    if (!e.reason [0])
+        s_copy (relais_msg_get (body, "cause"), e.reason, sizeof e.reason);
+    rc = 0;
+    if (sig->plan [0]) {
         plans_plan_t *plan = (plans_plan_t *) malloc (sizeof *plan);
-        if (!plan)
+        if (!plan) {
+            free (sig);
             return -ENOMEM;
-        rc = plans_engine_load (self, txn, sig.plan, plan);
+        }
+        rc = plans_engine_load (self, txn, sig->plan, plan);
         if (rc == 0) {
-            char reason [32];
-            s_copy (relais_msg_get (body, "reason"), reason, sizeof reason);
-            if (!reason [0])
-                s_copy (relais_msg_get (body, "cause"), reason, sizeof reason);
-            s_touch (plan, env->ts);
-            rc = s_history (self, txn, plan, env->ts, "router", what,
-                            S_HIST (.signal = sig.id, .partner = partner, .outcome = reason,
-                                    .structure = fallback));
-            if (!rc && assigned)
-                rc = s_add_actor (self, txn, plan, partner, "router", corr, env->ts);
-            if (!rc && escalated && fallback [0])
-                rc = s_add_actor (self, txn, plan, fallback, "router", corr, env->ts);
+            rc = s_route_into_plan (self, txn, plan, sig->id, &e, true);
             if (!rc)
                 rc = s_save_plan (self, txn, plan);
         }
@@ -931,10 +1012,24 @@ s_on_route (plans_engine_t *self, relais_txn_t *txn, const char *topic,
         if (rc == RELAIS_ENOTFOUND || rc == RELAIS_EMALFORMED)
             rc = 0;
         free (plan);
-        if (rc)
-            return rc;
     }
-    return s_save_sig (self, txn, &sig);
+    else {
+        //  The router may be ahead of intake in our stream, or the report
+        //  is in no plan yet: keep the event for when it is placed. Past
+        //  the buffer, the partners alone are kept.
+        if (sig->early_count < S_SIG_EARLY)
+            sig->early [sig->early_count++] = e;
+        else
+        if (assigned)
+            S_LIST_ADD (sig->partners, sig->partner_count, partner);
+        else
+        if (escalated && fallback [0])
+            S_LIST_ADD (sig->partners, sig->partner_count, fallback);
+    }
+    if (rc == 0)
+        rc = s_save_sig (self, txn, sig);
+    free (sig);
+    return rc;
 }
 
 int
@@ -1103,14 +1198,19 @@ typedef struct {
     size_t count, max;
     size_t idlen;
     const char *id;
+    uint64_t skip;                      //  the oldest entries left out
 } s_hist_scan_t;
 
 static int
 s_hist_pack (const void *key, size_t klen, const void *val, size_t vlen, void *arg)
 {
     s_hist_scan_t *h = (s_hist_scan_t *) arg;
-    if (klen != h->idlen + 8 || memcmp (key, h->id, h->idlen) != 0 || h->count == h->max)
+    if (klen != h->idlen + 16 || memcmp (key, h->id, h->idlen) != 0 || h->count == h->max)
         return 1;
+    if (h->skip > 0) {
+        h->skip--;
+        return 0;
+    }
     relais_pack_raw (h->pk, val, vlen);
     h->count++;
     return 0;
@@ -1125,12 +1225,9 @@ s_pack_history (plans_engine_t *self, relais_txn_t *txn, msgpack_packer *pk,
     uint64_t first = total > max? total - max + 1: 1;
     size_t count = (size_t) (total >= first? total - first + 1: 0);
     msgpack_pack_array (pk, count);
-    uint8_t from [PLANS_ID_MAX + 8];
     size_t idlen = strlen (plan->id);
-    memcpy (from, plan->id, idlen);
-    relais_u64_to_key (first, from + idlen);
-    s_hist_scan_t h = { pk, 0, count, idlen, plan->id };
-    int rc = relais_txn_scan (txn, self->db [S_DB_HISTORY], from, idlen + 8, s_hist_pack, &h);
+    s_hist_scan_t h = { pk, 0, count, idlen, plan->id, first - 1 };
+    int rc = relais_txn_scan (txn, self->db [S_DB_HISTORY], plan->id, idlen, s_hist_pack, &h);
     //  The array header promised count entries: pad when the store lost some
     for (; rc == 0 && h.count < count; h.count++)
         msgpack_pack_nil (pk);
