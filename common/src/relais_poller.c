@@ -13,6 +13,7 @@
 #include "relais_log.h"
 
 #include <stdlib.h>
+#include <sys/stat.h>
 
 struct relais_poller_t {
     uv_loop_t *loop;
@@ -105,6 +106,8 @@ relais_sock_new (int type, const char *endpoint, relais_sock_mode_t mode,
         zsock_destroy (&sock);
         return NULL;
     }
+    if (mode == RELAIS_SOCK_BIND)
+        relais_ipc_prepare (endpoint);
     int rc = mode == RELAIS_SOCK_BIND? zsock_bind (sock, "%s", endpoint)
                                      : zsock_connect (sock, "%s", endpoint);
     if (rc < 0) {
@@ -115,6 +118,28 @@ relais_sock_new (int type, const char *endpoint, relais_sock_mode_t mode,
         return NULL;
     }
     return sock;
+}
+
+void
+relais_ipc_prepare (const char *endpoint)
+{
+    //  ipc:// endpoints live in a folder only the service's user may enter:
+    //  on one machine, file permissions are the access control
+    if (!endpoint || strncmp (endpoint, "ipc://", 6) != 0)
+        return;
+    char path [512];
+    snprintf (path, sizeof path, "%s", endpoint + 6);
+    char *slash = strrchr (path, '/');
+    if (!slash || slash == path)
+        return;
+    *slash = 0;
+    for (char *p = path + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            mkdir (path, 0700);
+            *p = '/';
+        }
+    mkdir (path, 0700);
 }
 
 relais_poller_t *

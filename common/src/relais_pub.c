@@ -358,6 +358,7 @@ relais_pub_new (uv_loop_t *loop, relais_store_t *store, const relais_pub_opts_t 
     zsock_set_linger (self->pub, 1000);
     if (relais_security_apply (self->pub, opts->pub_endpoint, true))
         goto failed;
+    relais_ipc_prepare (opts->pub_endpoint);
     if (zsock_bind (self->pub, "%s", opts->pub_endpoint) < 0) {
         relais_error ("bind failed endpoint=%s error=%s", opts->pub_endpoint,
                       zmq_strerror (zmq_errno ()));

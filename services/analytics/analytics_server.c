@@ -696,25 +696,6 @@ analytics_server_new (uv_loop_t *loop, relais_config_t *config)
     return self;
 }
 
-static void
-s_ensure_ipc_dir (const char *endpoint)
-{
-    if (!endpoint || strncmp (endpoint, "ipc://", 6) != 0)
-        return;
-    char path [512];
-    snprintf (path, sizeof path, "%s", endpoint + 6);
-    char *slash = strrchr (path, '/');
-    if (!slash || slash == path)
-        return;
-    *slash = 0;
-    for (char *p = path + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            mkdir (path, 0700);
-            *p = '/';
-        }
-    mkdir (path, 0700);
-}
 
 int
 analytics_server_start (analytics_server_t *self)
@@ -724,9 +705,6 @@ analytics_server_start (analytics_server_t *self)
     int rc = -EINVAL;
     if (!store_path)
         goto failed;
-    const char *endpoints [] = { "analytics/pub", "analytics/fetch", "analytics/api" };
-    for (int i = 0; i < 3; i++)
-        s_ensure_ipc_dir (relais_config_str (config, endpoints [i]));
     self->store = s_store_open (config, store_path);
     if (!self->store)
         goto failed;

@@ -293,26 +293,6 @@ capacity_server_new (uv_loop_t *loop, relais_config_t *config)
     return self;
 }
 
-static void
-s_ensure_ipc_dir (const char *endpoint)
-{
-    //  ipc:// endpoints live in a folder only the service's user may enter
-    if (!endpoint || strncmp (endpoint, "ipc://", 6) != 0)
-        return;
-    char path [512];
-    snprintf (path, sizeof path, "%s", endpoint + 6);
-    char *slash = strrchr (path, '/');
-    if (!slash || slash == path)
-        return;
-    *slash = 0;
-    for (char *p = path + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            mkdir (path, 0700);
-            *p = '/';
-        }
-    mkdir (path, 0700);
-}
 
 static relais_store_t *
 s_store_open (relais_config_t *config)
@@ -347,9 +327,6 @@ capacity_server_start (capacity_server_t *self)
 {
     relais_config_t *config = self->config;
     int rc = -EINVAL;
-    const char *endpoints [] = { "capacity/api", "capacity/pub", "capacity/fetch" };
-    for (int i = 0; i < 3; i++)
-        s_ensure_ipc_dir (relais_config_str (config, endpoints [i]));
     self->store = s_store_open (config);
     if (!self->store)
         goto failed;

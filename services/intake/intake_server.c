@@ -882,27 +882,6 @@ intake_server_new (uv_loop_t *loop, relais_config_t *config)
     return self;
 }
 
-static void
-s_ensure_ipc_dir (const char *endpoint)
-{
-    //  ipc:// endpoints live in a folder only the service's user may enter:
-    //  on one machine, file permissions are the access control.
-    if (strncmp (endpoint, "ipc://", 6) != 0)
-        return;
-    char path [512];
-    snprintf (path, sizeof path, "%s", endpoint + 6);
-    char *slash = strrchr (path, '/');
-    if (!slash || slash == path)
-        return;
-    *slash = 0;
-    for (char *p = path + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            mkdir (path, 0700);
-            *p = '/';
-        }
-    mkdir (path, 0700);
-}
 
 int
 intake_server_start (intake_server_t *self)
@@ -913,10 +892,6 @@ intake_server_start (intake_server_t *self)
     int rc = -EINVAL;
     if (!store_path || !key_path)
         goto failed;
-    const char *endpoints [] = { "intake/submit", "intake/pub", "intake/fetch", "intake/records" };
-    for (int i = 0; i < 4; i++)
-        s_ensure_ipc_dir (relais_config_str (config, endpoints [i]));
-
     relais_store_opts_t opts = {
         relais_config_size (config, "intake/store/map_size", 64 << 20),
         relais_config_size (config, "intake/store/map_max", 64ULL << 30),

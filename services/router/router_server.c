@@ -1594,25 +1594,6 @@ router_server_new (uv_loop_t *loop, relais_config_t *config)
     return self;
 }
 
-static void
-s_ensure_ipc_dir (const char *endpoint)
-{
-    if (!endpoint || strncmp (endpoint, "ipc://", 6) != 0)
-        return;
-    char path [512];
-    snprintf (path, sizeof path, "%s", endpoint + 6);
-    char *slash = strrchr (path, '/');
-    if (!slash || slash == path)
-        return;
-    *slash = 0;
-    for (char *p = path + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            mkdir (path, 0700);
-            *p = '/';
-        }
-    mkdir (path, 0700);
-}
 
 int
 router_server_start (router_server_t *self)
@@ -1622,9 +1603,6 @@ router_server_start (router_server_t *self)
     int rc = -EINVAL;
     if (!store_path)
         goto failed;
-    const char *endpoints [] = { "router/pub", "router/fetch", "router/partners", "router/api" };
-    for (int i = 0; i < 4; i++)
-        s_ensure_ipc_dir (relais_config_str (config, endpoints [i]));
     relais_store_opts_t opts = {
         relais_config_size (config, "router/store/map_size", 64 << 20),
         relais_config_size (config, "router/store/map_max", 64ULL << 30),

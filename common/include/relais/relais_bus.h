@@ -51,6 +51,12 @@ zsock_t *
     relais_sock_new (int type, const char *endpoint, relais_sock_mode_t mode,
                      int64_t max_msg);
 
+//  Before binding an ipc:// endpoint: create its folder (and parents) with
+//  mode 0700, so that on one machine file permissions guard the sockets.
+//  relais_sock_new does it for every bind. Other endpoints: nothing.
+void
+    relais_ipc_prepare (const char *endpoint);
+
 //  ---------------------------------------------------------------------------
 typedef struct relais_poller_t relais_poller_t;
 
