@@ -65,20 +65,42 @@ typedef struct {
 //  ---------------------------------------------------------------------------
 //  Paths: "prefix.key", or "key" when prefix is empty; "base[i]"
 
+//  Paths are built for every field of every report, on the hot path of
+//  intake, and read only on an error: plain bounded copies, no printf.
+static size_t
+s_path_put (s_path_t path, size_t at, const char *text)
+{
+    size_t len = strlen (text);
+    if (at + len >= sizeof (s_path_t))
+        len = at < sizeof (s_path_t) - 1? sizeof (s_path_t) - 1 - at: 0;
+    memcpy (path + at, text, len);
+    path [at + len] = 0;
+    return at + len;
+}
+
 static void
 s_path_key (s_path_t path, const char *prefix, const char *key)
 {
-    int n = *prefix? snprintf (path, sizeof (s_path_t), "%s.%s", prefix, key)
-                   : snprintf (path, sizeof (s_path_t), "%s", key);
-    if (n < 0)
-        path [0] = 0;
+    size_t at = s_path_put (path, 0, prefix);
+    if (*prefix)
+        at = s_path_put (path, at, ".");
+    s_path_put (path, at, key);
 }
 
 static void
 s_path_index (s_path_t path, const char *base, uint32_t index)
 {
-    if (snprintf (path, sizeof (s_path_t), "%s[%u]", base, index) < 0)
-        path [0] = 0;
+    char digits [16];
+    char *p = digits + sizeof digits;
+    *--p = 0;
+    *--p = ']';
+    do
+        *--p = (char) ('0' + index % 10);
+    while ((index /= 10) > 0);
+    *--p = '[';
+    if (path != base)
+        s_path_put (path, 0, base);
+    s_path_put (path, strlen (path), p);
 }
 
 //  ---------------------------------------------------------------------------

@@ -97,6 +97,14 @@ relais_sock_new (int type, const char *endpoint, relais_sock_mode_t mode,
     zsock_set_rcvtimeo (sock, 0);
     if (max_msg > 0)                        //  before bind/connect; >= 276 (libzmq #4436)
         zsock_set_maxmsgsize (sock, max_msg < 4096? 4096: max_msg);
+    //  High-water marks before bind or connect: libzmq copies the options
+    //  into the listener at bind, so a later setting never reaches the
+    //  connections it accepts. A ROUTER whose send pipe to a peer is full
+    //  must drop the reply (an ack lost, a resend); a DEALER keeps replies.
+    if (type == ZMQ_ROUTER)
+        zsock_set_sndhwm (sock, RELAIS_SOCK_HWM);
+    if (type == ZMQ_DEALER)
+        zsock_set_rcvhwm (sock, RELAIS_SOCK_HWM);
     if (type == ZMQ_ROUTER)
         zsock_set_router_mandatory (sock, 1);
     if (mode == RELAIS_SOCK_CONNECT && type != ZMQ_SUB)

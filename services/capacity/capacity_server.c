@@ -358,8 +358,6 @@ capacity_server_start (capacity_server_t *self)
                                     RELAIS_SOCK_BIND, RELAIS_MSG_MAX_BYTES);
     if (!api)
         goto failed;
-    zsock_set_rcvhwm (api, 100000);
-    zsock_set_sndhwm (api, 100000);
     self->api = relais_poller_new (self->loop, &api, self->batch_max, s_on_api, s_on_api_batch, self);
     //  Follow plans when this deployment has them
     const char *plans_pub = relais_config_str (config, "plans/pub");

@@ -924,8 +924,6 @@ intake_server_start (intake_server_t *self)
                                        RELAIS_SOCK_BIND, RELAIS_MSG_MAX_BYTES);
     if (!submit)
         goto failed;
-    zsock_set_rcvhwm (submit, 100000);
-    zsock_set_sndhwm (submit, 100000);
     self->submit = relais_poller_new (self->loop, &submit, self->batch_max,
                                       s_on_submit, s_on_submit_batch, self);
     zsock_t *records = relais_sock_new (ZMQ_ROUTER, relais_config_str (config, "intake/records"),

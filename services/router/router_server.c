@@ -1627,7 +1627,6 @@ router_server_start (router_server_t *self)
     if (!partners)
         goto failed;
     zsock_set_router_mandatory (partners, 1);
-    zsock_set_sndhwm (partners, 100000);
     self->partners = relais_poller_new (self->loop, &partners, 256, s_on_partner, NULL, self);
     zsock_t *api = relais_sock_new (ZMQ_ROUTER, relais_config_str (config, "router/api"),
                                     RELAIS_SOCK_BIND, RELAIS_MSG_MAX_BYTES);

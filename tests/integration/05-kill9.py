@@ -20,26 +20,31 @@ stop = threading.Event()
 
 
 def killer():
+    """Kill when a quarter, half and three quarters of the reports are
+    acked: by progress, not by the clock, so the kills land mid-stream
+    however fast intake is."""
     rnd = random.Random(42)
-    while not stop.is_set() and len(kills) < 3:
-        time.sleep(rnd.uniform(0.5, 1.5))
+    for fraction in (0.25, 0.5, 0.75):
+        while not stop.is_set() and len(p.acks) < N * fraction:
+            time.sleep(0.001)
         if stop.is_set():
             break
+        time.sleep(rnd.uniform(0, 0.01))
         bus.kill9("intake")
-        kills.append(time.time())
+        kills.append(len(p.acks))
         time.sleep(0.2)
         bus.start("intake")
 
 
+p = Producer(eps["submit"], window=2000, timeout=1.5)
 t = threading.Thread(target=killer)
 t.start()
-p = Producer(eps["submit"], window=2000, timeout=1.5)
 try:
     p.run(requests, deadline=600)
 finally:
     stop.set()
     t.join()
-check(len(kills) >= 1, "intake was killed during the stream", kills)
+check(len(kills) == 3 and all(0 < k < N for k in kills), "intake was killed 3 times mid-stream", kills)
 check(not p.errors, "no error replies", list(p.errors.items())[:3])
 check(len(p.acks) == N, "every report acked", len(p.acks))
 

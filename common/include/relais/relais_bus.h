@@ -44,6 +44,10 @@ typedef enum {
     RELAIS_SOCK_CONNECT     //  client side
 } relais_sock_mode_t;
 
+//  Send high-water mark of every ROUTER and receive one of every DEALER
+//  that relais_sock_new makes (messages per peer)
+#define RELAIS_SOCK_HWM 100000
+
 //  Create a socket of type (ZMQ_ROUTER, ZMQ_PUB, ...) and bind or connect
 //  it to endpoint. max_msg: ZMQ_MAXMSGSIZE (0: unlimited, for trusted
 //  internal replies). Returns NULL after logging why.
