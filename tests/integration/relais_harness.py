@@ -102,21 +102,23 @@ class Bus:
         return f"ipc://{self.sock}/{name}"
 
     # -- processes ---------------------------------------------------------
-    def start(self, svc, *args, wait=True, env=None):
+    def start(self, svc, *args, wait=True, env=None, prefix=None):
+        """Start relais-<svc> on this deployment; prefix: a command to run
+        it under (valgrind ...)."""
         log = open(os.path.join(self.dir, f"{svc}.log"), "ab")
         self.logs[svc] = log
         e = dict(os.environ)
         e.setdefault("RELAIS_LOG_LEVEL", "info")
         if env:
             e.update(env)
-        proc = subprocess.Popen([binary(f"relais-{svc}"), "--config", self.config, *args],
+        proc = subprocess.Popen([*(prefix or []), binary(f"relais-{svc}"), "--config", self.config, *args],
                                 stdout=log, stderr=log, env=e)
         self.procs[svc] = proc
         if wait:
             self.wait_ready(svc)
         return proc
 
-    def wait_ready(self, svc, timeout=20):
+    def wait_ready(self, svc, timeout=60):
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.procs[svc].poll() is not None:
