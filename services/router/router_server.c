@@ -411,16 +411,20 @@ static int
 s_escalate (router_server_t *self, relais_txn_t *txn, const char *partner, uint64_t mseq,
             const s_entry_t *e, const char *cause)
 {
-    if (!e->fallback [0])
-        return 0;                       //  nobody to hand it to: route.refused says it
+    //  With no fallback (the fallback's own assignment: the MUS by default)
+    //  there is nobody to hand it to, but operations must still see on the
+    //  bus that the last partner has not taken it: fallback "".
     S_BODY (4);
     relais_pack_kv_str (&pk, "partner", partner);
     relais_pack_kv_str (&pk, "fallback", e->fallback);
     relais_pack_kv_str (&pk, "cause", cause);
     relais_pack_kv_uint (&pk, "mseq", mseq);
     int rc = s_emit (self, txn, "route.escalated", e->key, e->corr, &sbuf);
-    if (rc)
+    if (rc || !e->fallback [0]) {
+        if (rc == 0)
+            self->stats.escalated++;
         return rc;
+    }
     bool done;
     //  The fallback's assignment has no fallback of its own: escalation
     //  stops there (the default fallback is the MUS).
@@ -610,10 +614,6 @@ s_write_due (relais_txn_t *txn, void *arg)
         }
         if (rc)
             break;
-        if (e.state == S_OPEN && !e.escalated && !e.fallback [0])
-            relais_warning ("overdue id=%s partner=%s mseq=%llu: no fallback, stays in its mailbox",
-                            e.key, partner, (unsigned long long) mseq);
-        else
         if (e.state == S_OPEN && !e.escalated) {
             e.escalated = true;
             rc = s_put_entry (txn, partner, mseq, &e);

@@ -1,7 +1,9 @@
 """Escalation: an assignment nobody acknowledges before its deadline goes to
 the rule's fallback with route.escalated (cause deadline) - exactly once,
 even across a router kill -9 before and after the due date; a refusal
-reroutes to the fallback (route.refused, route.escalated cause refused)."""
+reroutes to the fallback (route.refused, route.escalated cause refused).
+The fallback's own assignment has no fallback: past its deadline it raises
+route.escalated with an empty fallback, once, and goes nowhere else."""
 import time
 
 from relais_harness import Bus, check, ok, sample_signal
@@ -69,9 +71,21 @@ bus.kill9("router")
 bus.start("router")
 time.sleep(2)
 evs = router_events(bus)
+mus_deadlines = 0
 for key in (a, c):
-    check(len(of(evs, key, "route.escalated")) == 1, "never twice", key, [(e["seq"], e["type"], e["body"]) for e in evs if e["key"] == key])
+    esc = of(evs, key, "route.escalated")
+    handed = [e for e in esc if e["body"]["fallback"]]
+    check(len(handed) == 1 and handed[0]["body"]["partner"] == "uasa", "handed to the fallback once", key,
+          [(e["seq"], e["type"], e["body"]) for e in evs if e["key"] == key])
+    # The fallback (MUS) has no fallback: when it does not acknowledge in
+    # time either, the bus says so once, and nobody else gets the report
+    last = [e for e in esc if not e["body"]["fallback"]]
+    check(len(last) <= 1 and all(e["body"]["partner"] == "mus" for e in last), "the MUS's own deadline once",
+          key, last)
+    check(len(esc) == len(handed) + len(last), "no other escalation", key)
+    mus_deadlines += len(last)
     check(len(of(evs, key, "route.assigned")) == 2, "fallback assigned once", key)
+check(mus_deadlines >= 1, "the MUS's overdue assignment reached the bus")
 
 # 3. A late acknowledgement of the escalated delivery is still recorded
 uasa = Partner(eps["router"]["partners"], "uasa")
