@@ -26,8 +26,8 @@ const relais_config_key_t plans_keys [] = {
     { NULL, NULL, NULL, NULL }
 };
 
-const char *const plans_dbs [] = { "plans", "signals", "index", "due", "history", NULL };
-enum { S_DB_PLANS, S_DB_SIGNALS, S_DB_INDEX, S_DB_DUE, S_DB_HISTORY };
+const char *const plans_dbs [] = { "plans", "signals", "index", "due", "history", "idem", NULL };
+enum { S_DB_PLANS, S_DB_SIGNALS, S_DB_INDEX, S_DB_DUE, S_DB_HISTORY, S_DB_IDEM };
 
 const char *const plans_state_names [PLANS_STATES + 1] = { "ouvert", "en_cours", "clos", NULL };
 const char *const plans_astate_names [PLANS_ASTATES + 1] = { "a_faire", "en_cours", "fait", "annule", NULL };
@@ -82,7 +82,7 @@ struct plans_engine_t {
     plans_rules_t rules;
     plans_emit_fn *emit;
     void *arg;
-    int db [5];
+    int db [6];
     plans_stats_t stats;
 };
 
@@ -1729,10 +1729,97 @@ plans_engine_op_reads (const char *name)
     return true;                //  unknown ops change nothing
 }
 
+//  Rewrite the reply map in out as {idem, duplicate, ...its pairs}.
+static int
+s_mark_reply (msgpack_sbuffer *out, const msgpack_object *idem, bool duplicate)
+{
+    relais_msg_t msg;
+    relais_error_t inner;
+    relais_msg_limits_t limits = { 16 << 20, 16, 1 << 20 };
+    if (relais_msg_decode (&msg, out->data, out->size, &limits, &inner)
+    ||  msg.root.type != MSGPACK_OBJECT_MAP)
+        return RELAIS_EMALFORMED;
+    msgpack_sbuffer copy;
+    msgpack_sbuffer_init (&copy);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &copy, msgpack_sbuffer_write);
+    const msgpack_object_map *map = &msg.root.via.map;
+    uint32_t keep = 0;
+    for (uint32_t i = 0; i < map->size; i++)
+        keep += !relais_msg_str_eq (&map->ptr [i].key, "idem")
+             && !relais_msg_str_eq (&map->ptr [i].key, "duplicate");
+    msgpack_pack_map (&pk, keep + 2);
+    relais_pack_str (&pk, "idem");
+    relais_pack_object (&pk, idem);
+    relais_pack_kv_bool (&pk, "duplicate", duplicate);
+    for (uint32_t i = 0; i < map->size; i++)
+        if (!relais_msg_str_eq (&map->ptr [i].key, "idem")
+        &&  !relais_msg_str_eq (&map->ptr [i].key, "duplicate")) {
+            relais_pack_object (&pk, &map->ptr [i].key);
+            relais_pack_object (&pk, &map->ptr [i].val);
+        }
+    relais_msg_release (&msg);
+    s_reset (out);
+    msgpack_sbuffer_write (out, copy.data, copy.size);
+    msgpack_sbuffer_destroy (&copy);
+    return 0;
+}
+
+static int s_op_run (plans_engine_t *self, relais_txn_t *txn, const char *op_name,
+                     const msgpack_object *req, uint64_t now, msgpack_sbuffer *out,
+                     relais_error_t *err);
+
+//  A changing op with an "idem": applied once; the same key again returns
+//  the first reply with duplicate: true and changes nothing. The reply is
+//  stored with the key in the op's transaction, so a crash loses neither or
+//  both. Keys are scoped to the caller (its certificate, else its "by").
 int
 plans_engine_op (plans_engine_t *self, relais_txn_t *txn, const char *op_name,
                  const msgpack_object *req, uint64_t now, msgpack_sbuffer *out,
                  relais_error_t *err)
+{
+    const msgpack_object *idem = relais_msg_get (req, "idem");
+    if (!idem || plans_engine_op_reads (op_name))
+        return s_op_run (self, txn, op_name, req, now, out, err);
+    relais_error_clear (err);
+    s_reset (out);
+    if (idem->type != MSGPACK_OBJECT_STR || idem->via.str.size == 0
+    ||  !relais_utf8_clean (idem->via.str.ptr, idem->via.str.size, false))
+        return relais_error_set (err, RELAIS_CODE_INVALID, "idem", "a non-empty string, one line");
+    if (idem->via.str.size > 128)
+        return relais_error_set (err, RELAIS_CODE_TOO_LARGE, "idem", "at most 128 bytes");
+    char scope [PLANS_BY_MAX + 1] = "";
+    if (self->caller [0])
+        snprintf (scope, sizeof scope, "%s", self->caller);
+    else
+    if (s_req_str (req, "by", scope, sizeof scope, true, false, err))
+        return RELAIS_EMALFORMED;
+    uint8_t key [PLANS_BY_MAX + 1 + 128];
+    size_t slen = strlen (scope);
+    memcpy (key, scope, slen + 1);
+    memcpy (key + slen + 1, idem->via.str.ptr, idem->via.str.size);
+    size_t klen = slen + 1 + idem->via.str.size;
+    const void *stored;
+    size_t size;
+    int rc = relais_txn_get (txn, self->db [S_DB_IDEM], key, klen, &stored, &size);
+    if (rc == 0) {
+        msgpack_sbuffer_write (out, (const char *) stored, size);
+        return s_mark_reply (out, idem, true);
+    }
+    if (rc != RELAIS_ENOTFOUND)
+        return rc;
+    rc = s_op_run (self, txn, op_name, req, now, out, err);
+    if (rc || err->code)
+        return rc;                      //  a refused op does not use up its key
+    if ((rc = relais_txn_put (txn, self->db [S_DB_IDEM], key, klen, out->data, out->size)))
+        return rc;
+    return s_mark_reply (out, idem, false);
+}
+
+static int
+s_op_run (plans_engine_t *self, relais_txn_t *txn, const char *op_name,
+          const msgpack_object *req, uint64_t now, msgpack_sbuffer *out,
+          relais_error_t *err)
 {
     s_reset (out);
     relais_error_clear (err);

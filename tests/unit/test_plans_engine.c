@@ -188,6 +188,36 @@ test_action_transitions (void)
 }
 
 //  ---------------------------------------------------------------------------
+//  Idempotency: a retried change is applied once
+
+static void
+test_idempotency (void)
+{
+    fx_setup ("plans-idem", 0, 0);
+    CHECK_OK (fx_report ("SIG-00000001", T0, 2, 19, "talus", "C30-50", "[]"));
+    const char *id = "PLAN-00000001";
+    const char *add = "{\"op\": \"plans.action_add\", \"id\": \"%s\", \"kind\": \"maraude\", "
+                      "\"owner\": \"uasa\", \"due\": %llu, \"by\": \"mus:alice\", \"idem\": \"add-1\"}";
+    CHECK_OP_OK (T0, add, id, (unsigned long long) (T0 + DAY));
+    CHECK (strstr (fx_reply, "\"idem\":\"add-1\",\"duplicate\":false"));
+    size_t events = fx.count;
+    CHECK_OP_OK (T0, add, id, (unsigned long long) (T0 + DAY));
+    CHECK (strstr (fx_reply, "\"duplicate\":true") && strstr (fx_reply, "\"action\":1"));
+    CHECK (fx_get (id)->action_count == 1);         //  one action, not two
+    CHECK (fx.count == events);                      //  nothing published again
+    //  The key belongs to its caller: another "by" with the same key is new
+    CHECK_OP_OK (T0, "{\"op\": \"plans.note\", \"id\": \"%s\", \"text\": \"vu\", \"by\": \"mus:bob\", \"idem\": \"add-1\"}", id);
+    CHECK (strstr (fx_reply, "\"duplicate\":false"));
+    //  A refused op does not use up its key
+    CHECK_STR (fx_op (T0, "{\"op\": \"plans.action_update\", \"id\": \"%s\", \"action\": 9, \"state\": \"fait\", \"by\": \"mus:alice\", \"idem\": \"u-1\"}", id), "not_found");
+    CHECK_OP_OK (T0, "{\"op\": \"plans.action_update\", \"id\": \"%s\", \"action\": 1, \"state\": \"fait\", \"by\": \"mus:alice\", \"idem\": \"u-1\"}", id);
+    CHECK (strstr (fx_reply, "\"duplicate\":false"));
+    CHECK_STR (fx_op (T0, "{\"op\": \"plans.note\", \"id\": \"%s\", \"text\": \"x\", \"by\": \"t\", \"idem\": 5}", id), "invalid");
+    CHECK_STR (fx_err.field, "idem");
+    fx_teardown ();
+}
+
+//  ---------------------------------------------------------------------------
 //  Attachment of repeat reports
 
 static void
@@ -389,6 +419,7 @@ main (void)
     RUN (test_tables);
     RUN (test_plan_transitions);
     RUN (test_action_transitions);
+    RUN (test_idempotency);
     RUN (test_attachment);
     RUN (test_actors);
     RUN (test_reopen);
