@@ -17,7 +17,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from netns import Hosts, available
-from relais_harness import Bus, Producer, binary, check, ok, sample_signal
+from relais_harness import Bus, Producer, binary, check, fault_row, ok, sample_signal
 
 if not available():
     print("01-partition: needs root and network namespaces; skipped")
@@ -95,8 +95,8 @@ try:
     check(d["order_errors"] == 0, "in order", d)
     text = open(sublog_path, encoding="utf-8", errors="replace").read()
     check("silent" in text, "the silence was noticed", text[-1500:])
-    print(f"| partition | events {last} | cut {CUT_S} s | lost 0 | doubled 0 | "
-          f"behind by {at_heal - before} at the heal | caught up in {caught_up:.1f} s |")
+    fault_row("partition (T9)", last, f"link cut {CUT_S} s", 0, 0,
+              f"{caught_up:.1f} s after the heal", f"{at_heal - before} events behind at the heal")
 finally:
     for p in procs:
         if p.poll() is None:

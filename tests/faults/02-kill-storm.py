@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 
-from relais_harness import Bus, Producer, binary, check, ok, sample_signal
+from relais_harness import Bus, Producer, binary, check, fault_row, ok, sample_signal
 
 SOAK = os.environ.get("RELAIS_SOAK") == "1"
 PER_PRODUCER = 25000 if SOAK else 2500
@@ -199,6 +199,6 @@ check(survived and survived == fresh, "plans after the storm equal a fresh repla
 for p in notify_procs.values():
     p.terminate()
     p.wait()
-print(f"| kill -9 storm | reports {total} | kills {sum(kills.values())} {kills} | lost 0 | doubled 0 "
-      f"| feed {elapsed:.0f} s | downstream complete {recovered:.1f} s after |")
+fault_row("kill -9 storm (T1)", total, f"{sum(kills.values())} kills -9 {kills}", 0, 0,
+          f"downstream complete {recovered:.1f} s after the feed", "plans = replay, analytics = rebuild")
 ok("02-kill-storm")

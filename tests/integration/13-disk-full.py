@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 
-from relais_harness import Bus, binary, check, ok, pack, unpack, sample_signal, CTX
+from relais_harness import Bus, binary, check, fault_row, ok, pack, unpack, sample_signal, CTX
 import zmq
 
 if os.geteuid() != 0:
@@ -75,7 +75,8 @@ try:
         r = request({"op": "submit", "idem": f"df-{j}", "signal": big})
         check(r["ok"], "submits go on after recovery", r)
         acked[r["idem"]] = r["id"]
-    print(f"acked before full={full_at} recovered in {time.time() - start:.2f}s total acked={len(acked)}")
+    fault_row("disk full (T5)", len(acked), "store on a full 6 MiB tmpfs", 0, 0,
+              f"{time.time() - start:.2f} s after space was freed", f"{full_at} acked before full")
 
     events = bus.fetch_all()
     seqs = [e["seq"] for e in events]

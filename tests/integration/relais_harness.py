@@ -324,6 +324,16 @@ def curve_socket(kind, endpoint, cert=None, server_cert=None):
     return s
 
 
+def fault_row(test, events, faults, lost, doubled, recovery, notes=""):
+    """One row of the fault suite's table (tests/faults/table.py prints it)."""
+    row = f"| {test} | {events} | {faults} | {lost} | {doubled} | {recovery} | {notes} |"
+    print(row)
+    path = os.environ.get("RELAIS_FAULT_TABLE")
+    if path:
+        with open(path, "a") as f:
+            f.write(row + "\n")
+
+
 def check(cond, message, *details):
     if not cond:
         print("FAIL:", message, *details, file=sys.stderr)
