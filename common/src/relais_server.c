@@ -41,6 +41,22 @@ relais_request_take (zmsg_t **msg_p, relais_request_t *req)
 }
 
 int
+relais_request_read (zmsg_t **msg_p, relais_request_t *req, relais_msg_t *msg,
+                     const msgpack_object **rid, relais_error_t *err)
+{
+    *rid = NULL;
+    if (relais_request_take (msg_p, req))
+        return relais_error_set (err, RELAIS_CODE_INVALID, "",
+                                 "expected an empty delimiter frame, then one data frame");
+    if (relais_msg_decode (msg, zframe_data (req->data), zframe_size (req->data), NULL, err))
+        return RELAIS_EMALFORMED;
+    if (msg->root.type != MSGPACK_OBJECT_MAP)
+        return relais_error_set (err, RELAIS_CODE_INVALID, "", "request must be a map");
+    *rid = relais_msg_get (&msg->root, "rid");
+    return 0;
+}
+
+int
 relais_request_reply (relais_poller_t *poller, relais_request_t *req,
                       const void *data, size_t size)
 {

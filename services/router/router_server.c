@@ -1418,17 +1418,8 @@ s_on_api (relais_poller_t *poller, zmsg_t **msg_p, void *arg)
     msgpack_sbuffer_init (&out);
     msgpack_packer pk;
     msgpack_packer_init (&pk, &out, msgpack_sbuffer_write);
-    if (relais_request_take (msg_p, &req)) {
-        relais_error_set (&err, RELAIS_CODE_INVALID, "", "expected an empty delimiter frame, then one data frame");
+    if (relais_request_read (msg_p, &req, &msg, &rid, &err))
         goto error;
-    }
-    if (relais_msg_decode (&msg, zframe_data (req.data), zframe_size (req.data), NULL, &err))
-        goto error;
-    if (msg.root.type != MSGPACK_OBJECT_MAP) {
-        relais_error_set (&err, RELAIS_CODE_INVALID, "", "request must be a map");
-        goto error;
-    }
-    rid = relais_msg_get (&msg.root, "rid");
     const msgpack_object *op = relais_msg_get (&msg.root, "op");
     if (!op || op->type != MSGPACK_OBJECT_STR) {
         relais_error_set (&err, RELAIS_CODE_INVALID, "op", "required: router.explain or router.mailbox");

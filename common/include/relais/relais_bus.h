@@ -211,6 +211,17 @@ typedef struct {
 int
     relais_request_take (zmsg_t **msg_p, relais_request_t *req);
 
+//  Read a request from a ROUTER message, as every request endpoint does:
+//  the frames (relais_request_take), the data frame decoded with the
+//  project's pre-walk and default limits, a map, and its "rid" (NULL when
+//  absent). Returns 0, or RELAIS_EMALFORMED with err set (invalid or
+//  too_large); the identity is kept and *rid set whenever known, so that the
+//  caller can answer with relais_request_error. msg must be zeroed; release
+//  it and req after replying.
+int
+    relais_request_read (zmsg_t **msg_p, relais_request_t *req, relais_msg_t *msg,
+                         const msgpack_object **rid, relais_error_t *err);
+
 //  Send reply bytes to req's peer with the same framing. Returns 0/-errno.
 int
     relais_request_reply (relais_poller_t *poller, relais_request_t *req,
