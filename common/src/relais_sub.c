@@ -267,9 +267,13 @@ s_fetch_send (s_source_t *src)
                      (unsigned long long) src->applied + 1, (unsigned long long) src->known);
     src->fetching = true;
     src->fetch_sent = relais_clock_mono ();
-    //  With ZMQ_IMMEDIATE a source that is down refuses the send at once;
-    //  the tick resends after the timeout either way.
-    relais_poller_send (src->fetch, &msg);
+    //  With ZMQ_IMMEDIATE a source that is down - or not connected yet, as
+    //  at start - refuses the send at once: try again at the next tick
+    //  rather than after the whole fetch timeout (a fresh start used to
+    //  wait 2 s for its first catch-up). An unanswered request is resent
+    //  after the timeout.
+    if (relais_poller_send (src->fetch, &msg))
+        src->fetch_sent -= self->opts.fetch_timeout_ms * 1000;
 }
 
 static void

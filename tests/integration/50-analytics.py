@@ -134,6 +134,17 @@ out, err = sim.communicate(timeout=120)
 check(sim.returncode == 0, "simulate 2", out, err)
 time.sleep(0.5)
 bus.start("analytics")
+# The stand-ins stream in batches: analytics can catch up with what they
+# have published so far before they are done, so wait for their whole streams
+deadline = time.time() + 60
+while time.time() < deadline:
+    lasts = {src: bus.request(bus.endpoints[src]["fetch"], {"op": "status"}, timeout=2)["last"]
+             for src in streams}
+    if all(lasts[src] >= len(events) for src, events in streams.items()):
+        break
+    time.sleep(0.1)
+check(all(lasts[src] >= len(events) for src, events in streams.items()), "the stand-ins published all",
+      lasts, {src: len(events) for src, events in streams.items()})
 applied = wait_caught_up()
 check(all(applied[s] > 0 for s in SOURCES), "every source applied", applied)
 check("caught up" in bus.log_text("analytics"), "analytics fetched what it missed")
