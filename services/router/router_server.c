@@ -496,6 +496,26 @@ s_apply (relais_txn_t *txn, const char *topic, const relais_envelope_t *env, voi
     return 0;
 }
 
+typedef struct {
+    router_server_t *self;
+    const char *topic;
+    const relais_envelope_t *env;
+} s_apply_t;
+
+static int
+s_apply_one (relais_txn_t *txn, void *arg)
+{
+    s_apply_t *a = (s_apply_t *) arg;
+    return s_apply (txn, a->topic, a->env, a->self);
+}
+
+int
+router_server_apply (router_server_t *self, const char *topic, const relais_envelope_t *env)
+{
+    s_apply_t a = { self, topic, env };
+    return relais_store_write (self->store, s_apply_one, &a);
+}
+
 //  ---------------------------------------------------------------------------
 //  After each commit: deliver, fetch records, re-arm the due timer
 
@@ -1211,7 +1231,13 @@ static int s_read_box (relais_txn_t *txn, void *arg);
 static void
 s_on_partner (relais_poller_t *poller, zmsg_t **msg_p, void *arg)
 {
-    router_server_t *self = (router_server_t *) arg;
+    router_server_partner_message ((router_server_t *) arg, msg_p);
+}
+
+void
+router_server_partner_message (router_server_t *self, zmsg_t **msg_p)
+{
+    relais_poller_t *poller = self->partners;
     relais_request_t req;
     relais_msg_t msg = { 0 };
     relais_error_t err;

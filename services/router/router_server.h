@@ -25,8 +25,10 @@
 #ifndef ROUTER_SERVER_H_INCLUDED
 #define ROUTER_SERVER_H_INCLUDED
 
+#include <czmq.h>
 #include <uv.h>
 #include "relais_config.h"
+#include "relais_envelope.h"
 #include "router_rules.h"
 
 typedef struct router_server_t router_server_t;
@@ -56,6 +58,20 @@ void
 //  Free everything. NULL-safe; nulls *self_p. Call after uv_run returned.
 void
     router_server_destroy (router_server_t **self_p);
+
+//  Handle one message of the partners endpoint as the socket received it
+//  (identity, empty delimiter, one data frame): hello, ack, refuse, ping.
+//  Takes ownership of *msg_p. The endpoint's poller calls it; it is public
+//  so that the fuzz target meets exactly the code a notifier reaches.
+void
+    router_server_partner_message (router_server_t *self, zmsg_t **msg_p);
+
+//  Apply one of intake's events in its own transaction, as the subscriber
+//  does but without a checkpoint: for fuzzing and tests that need mailbox
+//  entries without an intake. Returns 0 or a negative code.
+int
+    router_server_apply (router_server_t *self, const char *topic,
+                         const relais_envelope_t *env);
 
 //  Local hour (0..23) of a µs UTC time, for the rules' hour ranges.
 int
