@@ -109,6 +109,7 @@ relais_sock_new (int type, const char *endpoint, relais_sock_mode_t mode,
         zsock_set_router_mandatory (sock, 1);
     if (mode == RELAIS_SOCK_CONNECT && type != ZMQ_SUB)
         zsock_set_immediate (sock, 1);
+    relais_sock_heartbeat (sock);
     //  CURVE and the ZAP domain when the deployment turns security on
     if (relais_security_apply (sock, endpoint, mode == RELAIS_SOCK_BIND)) {
         zsock_destroy (&sock);
@@ -126,6 +127,13 @@ relais_sock_new (int type, const char *endpoint, relais_sock_mode_t mode,
         return NULL;
     }
     return sock;
+}
+
+void
+relais_sock_heartbeat (zsock_t *sock)
+{
+    zsock_set_heartbeat_ivl (sock, RELAIS_SOCK_HEARTBEAT_MS);
+    zsock_set_heartbeat_timeout (sock, RELAIS_SOCK_HEARTBEAT_TIMEOUT_MS);
 }
 
 void

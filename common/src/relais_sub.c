@@ -293,7 +293,6 @@ s_on_fetch_reply (relais_poller_t *poller, zmsg_t **msg_p, void *arg)
     if (!relais_msg_uint (relais_msg_get (root, "rid"), &rid) || rid != src->fetch_rid
     ||  !src->fetching)
         goto done;                          //  stale reply to an earlier request
-    s_heard (src);
     const msgpack_object *ok = relais_msg_get (root, "ok");
     relais_msg_uint (relais_msg_get (root, "first"), &first);
     relais_msg_uint (relais_msg_get (root, "last"), &last);
@@ -367,6 +366,14 @@ s_on_tick (uv_timer_t *timer)
             s_fetch_send (src);
         else
         if (!src->fetching && src->known > src->applied)
+            s_fetch_send (src);
+        else
+        //  A silent source may be down, or only its live path may be: ask
+        //  its log once per heartbeat interval. The reply says how far the
+        //  log goes, so a subscriber whose live connection is dead still
+        //  catches up by fetch.
+        if (!src->fetching && src->silent
+        &&  now - src->fetch_sent > self->opts.heartbeat_ms * 1000)
             s_fetch_send (src);
         if (!src->silent && src->last_heard
         &&  now - src->last_heard > 3 * self->opts.heartbeat_ms * 1000) {
@@ -460,6 +467,7 @@ relais_sub_start (relais_sub_t *self)
         zsock_set_rcvhwm (live, self->opts.rcvhwm);
         zsock_set_linger (live, 0);
         zsock_set_subscribe (live, "");
+        relais_sock_heartbeat (live);
         if (relais_security_apply (live, src->pub_endpoint, false)) {
             zsock_destroy (&live);
             zsock_destroy (&fetch);
@@ -475,6 +483,9 @@ relais_sub_start (relais_sub_t *self)
         src->fetch = relais_poller_new (self->loop, &fetch, 16, s_on_fetch_reply, NULL, src);
         if (!src->live || !src->fetch)
             return -ENOMEM;
+        //  Silence is the live path's: counted from now, and only live
+        //  messages (events, heartbeats) break it, not fetch replies
+        src->last_heard = relais_clock_mono ();
         relais_info ("following src=%s applied=%llu pub=%s", src->name,
                      (unsigned long long) src->applied, src->pub_endpoint);
         //  Whatever was published while we were down is in the log: ask now

@@ -48,6 +48,19 @@ typedef enum {
 //  that relais_sock_new makes (messages per peer)
 #define RELAIS_SOCK_HWM 100000
 
+//  ZMTP heartbeats on every socket relais_sock_new makes, and on the
+//  subscriber's SUB: a PING every interval, and a connection that answers
+//  nothing for the timeout is dropped (and, on the connecting side,
+//  reconnected). Without them a TCP connection whose peer vanished without
+//  a reset - a NAT or firewall that forgot it, a host that lost power -
+//  looks connected forever and a subscriber waits on it for good.
+#define RELAIS_SOCK_HEARTBEAT_MS 1000
+#define RELAIS_SOCK_HEARTBEAT_TIMEOUT_MS 5000
+
+//  Apply the heartbeat options to sock (before its bind or connect)
+void
+    relais_sock_heartbeat (zsock_t *sock);
+
 //  Create a socket of type (ZMQ_ROUTER, ZMQ_PUB, ...) and bind or connect
 //  it to endpoint. max_msg: ZMQ_MAXMSGSIZE (0: unlimited, for trusted
 //  internal replies). Returns NULL after logging why.
@@ -178,8 +191,8 @@ typedef struct {
     uint64_t skipped;               //  events refused by the apply callback
     uint64_t gaps;                  //  gaps detected
     uint64_t fetched;               //  events received through fetch
-    uint64_t last_heard_us;         //  monotonic µs of the last message (0: never)
-    bool silent;                    //  no heartbeat for 3 intervals
+    uint64_t last_heard_us;         //  monotonic µs of the last live message (or of the start)
+    bool silent;                    //  nothing live for 3 intervals (fetch probes the log meanwhile)
     bool catching_up;
 } relais_sub_source_t;
 
