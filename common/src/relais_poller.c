@@ -134,6 +134,7 @@ relais_sock_heartbeat (zsock_t *sock)
 {
     zsock_set_heartbeat_ivl (sock, RELAIS_SOCK_HEARTBEAT_MS);
     zsock_set_heartbeat_timeout (sock, RELAIS_SOCK_HEARTBEAT_TIMEOUT_MS);
+    zsock_set_handshake_ivl (sock, RELAIS_SOCK_HANDSHAKE_MS);
 }
 
 void

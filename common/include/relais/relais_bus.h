@@ -56,8 +56,13 @@ typedef enum {
 //  looks connected forever and a subscriber waits on it for good.
 #define RELAIS_SOCK_HEARTBEAT_MS 1000
 #define RELAIS_SOCK_HEARTBEAT_TIMEOUT_MS 5000
+//  A connection that has not finished its ZMTP (and CURVE) handshake within
+//  this is dropped: libzmq's default, 30 s, lets idle half-open connections
+//  pile up (RELIABILITY-TESTS T21)
+#define RELAIS_SOCK_HANDSHAKE_MS 5000
 
-//  Apply the heartbeat options to sock (before its bind or connect)
+//  Apply the heartbeat and handshake options to sock (before its bind or
+//  connect)
 void
     relais_sock_heartbeat (zsock_t *sock);
 
