@@ -230,7 +230,7 @@ s_pack_status (relais_pub_t *self, msgpack_packer *pk, const msgpack_object *rid
     for (size_t i = 0; i < sources; i++) {
         relais_sub_source_t st;
         relais_sub_source (self->sub, i, &st);
-        msgpack_pack_map (pk, 7);
+        msgpack_pack_map (pk, 8);
         relais_pack_kv_str (pk, "src", st.source);
         relais_pack_kv_uint (pk, "applied", st.applied);
         relais_pack_kv_uint (pk, "known", st.known);
@@ -239,6 +239,7 @@ s_pack_status (relais_pub_t *self, msgpack_packer *pk, const msgpack_object *rid
                              st.last_heard_us? (now - st.last_heard_us) / 1000: UINT64_MAX);
         relais_pack_kv_bool (pk, "silent", st.silent);
         relais_pack_kv_bool (pk, "catching_up", st.catching_up);
+        relais_pack_kv_bool (pk, "rewound", st.rewound);
     }
 }
 

@@ -43,6 +43,7 @@ typedef struct {
     uint64_t fetch_sent;        //  monotonic µs
     uint64_t last_heard;        //  monotonic µs
     bool silent;
+    bool rewound;               //  its log ends before our checkpoint: held
     uint64_t skipped, gaps, fetched;
 } s_source_t;
 
@@ -127,12 +128,45 @@ s_apply_batch (relais_txn_t *txn, void *arg)
 
 static void s_fetch_send (s_source_t *src);
 
+static int
+s_write_rewound (relais_txn_t *txn, void *arg)
+{
+    s_source_t *src = (s_source_t *) arg;
+    char name [RELAIS_SRC_MAX + 16];
+    snprintf (name, sizeof name, "rewound/%s", src->name);
+    return relais_meta_set (txn, name, src->applied);
+}
+
+//  The source says its log ends at last. Below our checkpoint, the source
+//  lost events we applied - its store was replaced by an older copy, or by
+//  an empty one - and it will number new events with sequences we already
+//  hold. Applying them would silently skip some and misread the others, so
+//  nothing more is applied from this source, for good (the hold is stored
+//  and survives a restart), and every status says so until an operator
+//  restores or rebuilds this service to match (README, Operations).
+static void
+s_check_rewound (s_source_t *src, uint64_t last)
+{
+    if (src->rewound || last >= src->applied)
+        return;
+    src->rewound = true;
+    relais_error ("source rewound src=%s last=%llu applied=%llu: its log is older than "
+                  "what this service applied; nothing more is applied from it until this "
+                  "service is restored from the same backup or rebuilt", src->name,
+                  (unsigned long long) last, (unsigned long long) src->applied);
+    int rc = relais_store_write (src->sub->store, s_write_rewound, src);
+    if (rc == RELAIS_EFATAL)
+        relais_fatal ("subscriber hold", rc);
+}
+
 //  Apply decoded envelopes in one transaction and update the source's state
 static void
 s_apply (s_source_t *src, s_batch_t *b)
 {
     int rc = 0;
     bool needed = false;
+    if (src->rewound)
+        return;
     for (size_t i = 0; i < b->count && !needed; i++)
         needed = b->envs [i]->seq > src->applied;
     if (needed)
@@ -214,6 +248,7 @@ s_on_live_batch (relais_poller_t *poller, void *arg)
             continue;
         }
         if (hb) {
+            s_check_rewound (src, envs [count].seq);
             if (envs [count].seq > src->known)
                 src->known = envs [count].seq;
             relais_msg_release (&msgs [count]);
@@ -248,6 +283,8 @@ static void
 s_fetch_send (s_source_t *src)
 {
     relais_sub_t *self = src->sub;
+    if (src->rewound)
+        return;
     msgpack_sbuffer sbuf;
     msgpack_sbuffer_init (&sbuf);
     msgpack_packer pk;
@@ -295,7 +332,7 @@ s_on_fetch_reply (relais_poller_t *poller, zmsg_t **msg_p, void *arg)
         goto done;                          //  stale reply to an earlier request
     const msgpack_object *ok = relais_msg_get (root, "ok");
     relais_msg_uint (relais_msg_get (root, "first"), &first);
-    relais_msg_uint (relais_msg_get (root, "last"), &last);
+    bool has_last = relais_msg_uint (relais_msg_get (root, "last"), &last);
     if (!ok || ok->type != MSGPACK_OBJECT_BOOLEAN || !ok->via.boolean) {
         if (relais_msg_str_eq (relais_msg_get (root, "code"), RELAIS_CODE_GONE)) {
             //  The source purged what we never applied. Nothing can bring it
@@ -305,6 +342,12 @@ s_on_fetch_reply (relais_poller_t *poller, zmsg_t **msg_p, void *arg)
                           (unsigned long long) first);
             src->applied = first - 1;
         }
+        src->fetching = false;
+        goto done;
+    }
+    if (has_last)
+        s_check_rewound (src, last);
+    if (src->rewound) {
         src->fetching = false;
         goto done;
     }
@@ -437,9 +480,21 @@ s_read_checkpoints (relais_txn_t *txn, void *arg)
 {
     relais_sub_t *self = (relais_sub_t *) arg;
     for (size_t i = 0; i < self->count; i++) {
-        int rc = relais_ckpt_get (txn, self->sources [i]->name, &self->sources [i]->applied);
+        s_source_t *src = self->sources [i];
+        int rc = relais_ckpt_get (txn, src->name, &src->applied);
+        char name [RELAIS_SRC_MAX + 16];
+        snprintf (name, sizeof name, "rewound/%s", src->name);
+        uint64_t held = 0;
+        if (rc == 0)
+            rc = relais_meta_get (txn, name, &held);
         if (rc)
             return rc;
+        if (held) {
+            src->rewound = true;
+            relais_error ("source rewound src=%s applied=%llu: held since it was found "
+                          "rewound; restore or rebuild this service", src->name,
+                          (unsigned long long) src->applied);
+        }
         self->sources [i]->known = self->sources [i]->applied;
     }
     return 0;
@@ -520,6 +575,7 @@ relais_sub_source (relais_sub_t *self, size_t i, relais_sub_source_t *state)
     state->fetched = src->fetched;
     state->last_heard_us = src->last_heard;
     state->silent = src->silent;
+    state->rewound = src->rewound;
     state->catching_up = src->fetching;
     return 0;
 }

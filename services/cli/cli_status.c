@@ -130,11 +130,12 @@ s_print_table (s_service_t *services, size_t count)
             msgpack_sbuffer_init (&heard);
             s_print_age (&heard, s_uint (source, "heard_ms_ago"));
             msgpack_sbuffer_write (&heard, "", 1);
-            printf ("    <- %-12s applied %llu  lag %llu  heard %s ago%s%s\n", name,
+            printf ("    <- %-12s applied %llu  lag %llu  heard %s ago%s%s%s\n", name,
                     (unsigned long long) s_uint (source, "applied"),
                     (unsigned long long) s_uint (source, "lag"), heard.data,
                     s_bool (source, "silent")? "  SILENT": "",
-                    s_bool (source, "catching_up")? "  catching up": "");
+                    s_bool (source, "catching_up")? "  catching up": "",
+                    s_bool (source, "rewound")? "  REWOUND (held: restore or rebuild)": "");
             msgpack_sbuffer_destroy (&heard);
         }
     }

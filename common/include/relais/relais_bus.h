@@ -198,6 +198,7 @@ typedef struct {
     uint64_t fetched;               //  events received through fetch
     uint64_t last_heard_us;         //  monotonic µs of the last live message (or of the start)
     bool silent;                    //  nothing live for 3 intervals (fetch probes the log meanwhile)
+    bool rewound;                   //  the source's log ends before the checkpoint: held for good
     bool catching_up;
 } relais_sub_source_t;
 
