@@ -10,7 +10,7 @@ packages=(
     libsodium-dev libjansson-dev libcurl4-openssl-dev libhttp-parser-dev
 )
 if [[ "${1:-}" == "--test" ]]; then
-    packages+=( python3 python3-zmq python3-msgpack libclang-rt-14-dev procps chromium valgrind )
+    packages+=( python3 python3-zmq python3-msgpack libclang-rt-14-dev procps chromium valgrind strace )
 fi
 
 missing=()
