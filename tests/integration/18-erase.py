@@ -59,9 +59,13 @@ b = bus.submit(sample_signal(arr=11, people=[canary]), idem="b")
 c = bus.submit(sample_signal(arr=11, people=[control], summary="rien a signaler"), idem="c")
 check(a["ok"] and b["ok"] and c["ok"], "submits", a, b, c)
 CANARIES.append("Canarivore en danger")
-# Enough ordinary reports for analytics' counts to clear its suppression
+# Enough ordinary reports for analytics' counts to clear its suppression,
+# and a simulated day so that the stores have a realistic size
 for i in range(12):
     check(bus.submit(sample_signal(arr=11 + i % 2), idem=f"plain-{i}")["ok"], "plain submit")
+BULK = 2000
+sim = relais("simulate", "--seed", "5", "--count", str(BULK), "--rate", "0", "-q")
+check(sim.returncode == 0, "simulate", sim.stderr[-500:])
 
 created = {e["key"]: e for e in bus.fetch_all() if e["type"] == "signal.created"}
 ref_a = created[a["id"]]["body"]["person_refs"]
@@ -141,9 +145,15 @@ check(sorted(replies["router"]["reports"]) == sorted([a["id"], b["id"]])
 rec = bus.request(eps["intake"]["records"], {"op": "signal.get", "id": b["id"]})
 check(rec["record"]["signal"]["people"][0]["name"] == CANARY_NAME, "dry run changed nothing")
 
+def mdb_sizes():
+    return {os.path.relpath(p, bus.dir): os.path.getsize(p) for p in files() if p.endswith("data.mdb")}
+
+
+sizes_before = mdb_sizes()
 t0 = time.time()
 run = relais("erase", "--person", REF, "--reason", "art17-test-0001")
 took = time.time() - t0
+sizes_after = mdb_sizes()
 check(run.returncode == 0, "erase", run.stdout, run.stderr)
 check("intake   erase " + REF + ": 2 reports" in run.stdout and "3 people removed" not in run.stdout
       and "2 people removed, store compacted" in run.stdout, "intake says what it removed", run.stdout)
@@ -202,5 +212,8 @@ check(run.returncode == 0, "backup", run.stderr)
 bfiles = [os.path.join(r, n) for r, _, ns in os.walk(out) for n in ns]
 check(any(p.endswith("data.mdb") for p in bfiles), "backup has stores", bfiles)
 check(not hits(bfiles, CANARIES), "0 canary hits in the backup", hits(bfiles, CANARIES))
-print(f"erase took {took:.2f}s; files greped={len(list(files()))} backup files={len(bfiles)} hits=0")
+reports = len([e for e in events_before if e["type"] == "signal.created"])
+print(f"erase of 1 person among {reports} reports took {took:.2f}s (both services, compaction included); "
+      f"data.mdb bytes before {sizes_before} after {sizes_after}; files greped={len(list(files()))} "
+      f"backup files={len(bfiles)} hits=0")
 ok("18-erase")

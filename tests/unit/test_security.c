@@ -6,6 +6,7 @@
 #include "relais_clock.h"
 #include "relais_config.h"
 #include "relais_log.h"
+#include "relais_store.h"
 #include "relais_security.h"
 #include "relais_test.h"
 
@@ -253,6 +254,119 @@ test_revocation (void)
     relais_config_destroy (&config);
 }
 
+//  A subscriber of a PUB whose certificate is deleted: the PUB is bound
+//  again, and the subscriber's reconnection is refused
+
+static zsock_t *
+s_subscriber (const char *certs, const char *name, const char *server_cert, const char *endpoint)
+{
+    char path [700];
+    snprintf (path, sizeof path, "%s/%s.cert_secret", certs, name);
+    zcert_t *cert = zcert_load (path);
+    zcert_t *server = zcert_load (server_cert);
+    CHECK (cert && server);
+    zsock_t *sock = zsock_new (ZMQ_SUB);
+    CHECK (sock);
+    zsock_set_linger (sock, 0);
+    zsock_set_subscribe (sock, "");
+    zcert_apply (cert, zsock_resolve (sock));
+    zsock_set_curve_serverkey (sock, zcert_public_txt (server));
+    CHECK (zsock_connect (sock, "%s", endpoint) == 0);
+    zcert_destroy (&cert);
+    zcert_destroy (&server);
+    return sock;
+}
+
+//  Turn the loop for ms; count what each subscriber received
+static void
+s_listen (uv_loop_t *loop, zsock_t *a, int *got_a, zsock_t *b, int *got_b, int ms)
+{
+    int64_t end = zclock_mono () + ms;
+    while (zclock_mono () < end) {
+        uv_run (loop, UV_RUN_NOWAIT);
+        while (zsock_events (a) & ZMQ_POLLIN) {
+            zmsg_t *msg = zmsg_recv (a);
+            zmsg_destroy (&msg);
+            (*got_a)++;
+        }
+        while (zsock_events (b) & ZMQ_POLLIN) {
+            zmsg_t *msg = zmsg_recv (b);
+            zmsg_destroy (&msg);
+            (*got_b)++;
+        }
+        zclock_sleep (5);
+    }
+}
+
+static void
+test_revocation_pub (void)
+{
+    char certs [600], pub [700], fetch [700], path [800], store_dir [700];
+    snprintf (certs, sizeof certs, "%s/pub-certs", s_root);
+    snprintf (pub, sizeof pub, "ipc://%s/pub.ipc", s_root);
+    snprintf (fetch, sizeof fetch, "ipc://%s/fetch.ipc", s_root);
+    snprintf (store_dir, sizeof store_dir, "%s/pub-store", s_root);
+    CHECK_OK (relais_security_keygen (certs, "intake", "service", NULL, NULL, NULL));
+    CHECK_OK (relais_security_keygen (certs, "ops", "operations", NULL, NULL, NULL));
+    CHECK_OK (relais_security_keygen (certs, "analytics", "service", NULL, NULL, NULL));
+    snprintf (path, sizeof path, "%s/pub.cfg", s_root);
+    FILE *file = fopen (path, "w");
+    CHECK (file);
+    fprintf (file, "relais\n    data = \"%s\"\nsecurity\n    curve = true\n    certs = \"pub-certs\"\n"
+             "    refresh = 0\nintake\n    pub = \"%s\"\n    fetch = \"%s\"\n", s_root, pub, fetch);
+    fclose (file);
+    relais_config_t *config = relais_config_load (path);
+    CHECK (config);
+    CHECK_OK (relais_security_declare (config));
+    static const relais_config_key_t intake_keys [] = {
+        { "pub", "ipc:///nonexistent/pub", relais_check_endpoint, "pub" },
+        { "fetch", "ipc:///nonexistent/fetch", relais_check_endpoint, "fetch" },
+        { NULL, NULL, NULL, NULL }
+    };
+    CHECK_OK (relais_config_declare (config, "intake", intake_keys));
+    CHECK_OK (relais_security_start (config, "intake", true));
+
+    uv_loop_t loop;
+    uv_loop_init (&loop);
+    relais_store_opts_t opts = { 0, 0, NULL };
+    relais_store_t *store = relais_store_new (store_dir, &opts);
+    CHECK (store);
+    relais_pub_opts_t pub_opts = { .name = "intake", .pub_endpoint = pub,
+                                   .fetch_endpoint = fetch, .heartbeat_ms = 50 };
+    relais_pub_t *publisher = relais_pub_new (&loop, store, &pub_opts);
+    CHECK (publisher);
+    char server_cert [700];
+    snprintf (server_cert, sizeof server_cert, "%s/intake.cert", certs);
+    zsock_t *ops = s_subscriber (certs, "ops", server_cert, pub);
+    zsock_t *analytics = s_subscriber (certs, "analytics", server_cert, pub);
+    int got_ops = 0, got_analytics = 0;
+    for (int i = 0; i < 100 && (got_ops == 0 || got_analytics == 0); i++)
+        s_listen (&loop, ops, &got_ops, analytics, &got_analytics, 50);
+    CHECK (got_ops > 0 && got_analytics > 0);      //  heartbeats flow to both
+
+    snprintf (path, sizeof path, "%s/ops.cert", certs);
+    CHECK (unlink (path) == 0);
+    relais_security_refresh ();
+    //  The next heartbeats re-bind; then ops receives nothing more
+    s_listen (&loop, ops, &got_ops, analytics, &got_analytics, 500);
+    relais_pub_stats_t stats;
+    relais_pub_stats (publisher, &stats);
+    CHECK (stats.rebinds == 1);
+    got_ops = got_analytics = 0;
+    s_listen (&loop, ops, &got_ops, analytics, &got_analytics, 1500);
+    CHECK (got_ops == 0);
+    CHECK (got_analytics > 0);                      //  the others reconnected
+
+    zsock_destroy (&ops);
+    zsock_destroy (&analytics);
+    relais_pub_close (&publisher);
+    uv_run (&loop, UV_RUN_DEFAULT);
+    CHECK (uv_loop_close (&loop) == 0);
+    relais_store_destroy (&store);
+    relais_security_stop ();
+    relais_config_destroy (&config);
+}
+
 int
 main (void)
 {
@@ -267,6 +381,7 @@ main (void)
     RUN (test_off_by_default);
     RUN (test_keygen_and_start);
     RUN (test_revocation);
+    RUN (test_revocation_pub);
     char cmd [600];
     snprintf (cmd, sizeof cmd, "rm -rf '%s'", s_root);
     CHECK (system (cmd) == 0);
