@@ -29,6 +29,7 @@ struct relais_poller_t {
     bool closed;
     bool draining;
     bool idling;
+    uint64_t revoked;                   //  messages refused: certificate revoked
 };
 
 static void
@@ -36,6 +37,40 @@ s_on_idle (uv_idle_t *handle)
 {
     //  Nothing to do here: an active idle handle makes the poll phase
     //  non-blocking, and the check handle drains right after it.
+}
+
+//  A message whose connection's certificate (User-Id, set by our ZAP
+//  handler at the handshake) is no longer in the roster: the certificate
+//  was revoked while the session was open. It is refused - answered with
+//  "unauthorized" on a ROUTER, dropped otherwise - and never reaches the
+//  service. Returns true (and destroys *msg_p) when refused.
+static bool
+s_revoked (relais_poller_t *self, zmsg_t **msg_p)
+{
+    if (!relais_security_on ())
+        return false;
+    zframe_t *last = zmsg_last (*msg_p);
+    const char *user = last? zframe_meta (last, "User-Id"): NULL;
+    relais_peer_t peer;
+    if (!user || !*user || relais_security_peer (last, &peer))
+        return false;                   //  a client socket (no User-Id), or known
+    self->revoked++;
+    if (self->revoked == 1 || self->revoked % 1000 == 0)
+        relais_warning ("message refused peer=%s why=certificate revoked refused=%llu",
+                        user, (unsigned long long) self->revoked);
+    if (zsock_type (self->sock) == ZMQ_ROUTER) {
+        relais_request_t req;
+        relais_error_t err;
+        relais_error_clear (&err);
+        relais_request_take (msg_p, &req);
+        relais_error_set (&err, RELAIS_CODE_UNAUTHORIZED, "",
+                          "this connection's certificate has been revoked");
+        if (req.identity)
+            relais_request_error (self, &req, &err, NULL, NULL);
+        relais_request_release (&req);
+    }
+    zmsg_destroy (msg_p);
+    return true;
 }
 
 static void
@@ -51,6 +86,8 @@ s_drain (relais_poller_t *self)
         if (!msg)
             break;                  //  EAGAIN: rcvtimeo is 0
         count++;
+        if (s_revoked (self, &msg))
+            continue;
         self->fn (self, &msg, self->arg);
         zmsg_destroy (&msg);
     }

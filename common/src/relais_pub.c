@@ -35,6 +35,9 @@ struct relais_pub_t {
     size_t count, alloc;
     relais_sub_t *sub;
     relais_pub_stats_t stats;
+    char *bound;                //  the PUB's endpoint as libzmq knows it (for unbind)
+    uint64_t sec_generation;    //  revocations seen (relais_security_generation)
+    bool rebind;                //  unbound after a revocation, bind again
 };
 
 static void
@@ -51,10 +54,39 @@ s_send_heartbeat (relais_pub_t *self)
     self->stats.heartbeats++;
 }
 
+//  A PUB receives nothing from its subscribers, so the poller cannot refuse
+//  a revoked one: after a revocation the endpoint is unbound, which drops
+//  every subscriber, and bound again; the subscribers reconnect through the
+//  ZAP handler, which now refuses the revoked keys. A bind that fails (a
+//  tcp port not yet released) is tried again at the next heartbeat;
+//  subscribers fetch whatever they missed meanwhile.
+static void
+s_check_revocation (relais_pub_t *self)
+{
+    uint64_t generation = relais_security_generation ();
+    if (generation != self->sec_generation && self->bound) {
+        self->sec_generation = generation;
+        zsock_unbind (self->pub, "%s", self->bound);
+        self->rebind = true;
+    }
+    if (!self->rebind)
+        return;
+    if (zsock_bind (self->pub, "%s", self->bound) >= 0) {
+        self->rebind = false;
+        self->stats.rebinds++;
+        relais_notice ("pub rebound after a revocation src=%s endpoint=%s", self->name, self->bound);
+    }
+    else
+        relais_warning ("pub rebind failed src=%s endpoint=%s error=%s: retried at the next heartbeat",
+                        self->name, self->bound, zmq_strerror (zmq_errno ()));
+}
+
 static void
 s_on_heartbeat (uv_timer_t *timer)
 {
-    s_send_heartbeat ((relais_pub_t *) timer->data);
+    relais_pub_t *self = (relais_pub_t *) timer->data;
+    s_check_revocation (self);
+    s_send_heartbeat (self);
 }
 
 static void
@@ -365,6 +397,8 @@ relais_pub_new (uv_loop_t *loop, relais_store_t *store, const relais_pub_opts_t 
                       zmq_strerror (zmq_errno ()));
         goto failed;
     }
+    self->bound = zsock_last_endpoint (self->pub);
+    self->sec_generation = relais_security_generation ();
     zsock_t *fetch = relais_sock_new (ZMQ_ROUTER, opts->fetch_endpoint, RELAIS_SOCK_BIND,
                                       RELAIS_MSG_MAX_BYTES);
     if (!fetch)
@@ -396,6 +430,7 @@ s_on_timer_closed (uv_handle_t *handle)
     relais_pub_t *self = (relais_pub_t *) handle->data;
     msgpack_sbuffer_destroy (&self->pending);
     free (self->items);
+    zstr_free (&self->bound);
     free (self);
 }
 

@@ -21,6 +21,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,7 +43,15 @@ static struct {
     zhashx_t *domains;              //  endpoint -> "<service>/<key>"
     zactor_t *zap;
     atomic_uint_fast64_t allowed, refused;
+    char *folder;                   //  the certificate folder, re-read by the ZAP thread
+    int refresh_ms;                 //  how often (0: never)
+    atomic_uint_fast64_t generation;    //  +1 each time a certificate is revoked
+    atomic_uint_fast64_t revoked;       //  certificates revoked since start
 } s_sec;
+
+//  The roster is read by the ZAP thread and by the loop thread, and
+//  replaced by the ZAP thread when the folder changes
+static pthread_mutex_t s_roster_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static const char *const s_roles [] = {
     "producer", "partner", "operations", "gateway", "service", NULL
@@ -51,6 +60,7 @@ static const char *const s_roles [] = {
 static const relais_config_key_t s_security_keys [] = {
     { "curve", "false", relais_check_bool, "CURVE and roles on every socket (true in production)" },
     { "certs", "certs", relais_check_path, "folder of the certificates (relative: under relais/data)" },
+    { "refresh", "10s", relais_check_duration, "re-read the certificate folder this often: a deleted certificate is revoked (0: never)" },
     { NULL, NULL, NULL, NULL }
 };
 
@@ -133,6 +143,7 @@ s_zap_handle (zsock_t *handler)
     zframe_t *key = zmsg_pop (request);
     const char *why = NULL;
     const s_entry_t *entry = NULL;
+    s_entry_t found;
     if (!version || !request_id || !domain || !mechanism)
         why = "malformed ZAP request";
     else
@@ -144,12 +155,17 @@ s_zap_handle (zsock_t *handler)
     else {
         char txt [41];
         zmq_z85_encode (txt, zframe_data (key), 32);
+        pthread_mutex_lock (&s_roster_lock);
         entry = (const s_entry_t *) zhashx_lookup (s_sec.by_key, txt);
+        if (entry)
+            found = *entry;
+        pthread_mutex_unlock (&s_roster_lock);
         if (!entry)
             why = "unknown key";
         else
-        if (!relais_security_role_allows (entry->peer.role, domain))
+        if (!relais_security_role_allows (found.peer.role, domain))
             why = "role may not use this endpoint";
+        entry = entry? &found: NULL;
     }
     const char *id = request_id? (const char *) zframe_data (request_id): "";
     size_t id_size = request_id? zframe_size (request_id): 0;
@@ -176,6 +192,8 @@ s_zap_handle (zsock_t *handler)
     zmsg_destroy (&request);
 }
 
+static void s_refresh (void);
+
 static void
 s_zap_actor (zsock_t *pipe, void *args)
 {
@@ -192,8 +210,18 @@ s_zap_actor (zsock_t *pipe, void *args)
         return;
     }
     zpoller_t *poller = zpoller_new (pipe, handler, NULL);
+    int64_t next = s_sec.refresh_ms? zclock_mono () + s_sec.refresh_ms: 0;
     while (true) {
-        void *which = zpoller_wait (poller, -1);
+        int timeout = -1;
+        if (next) {
+            int64_t left = next - zclock_mono ();
+            timeout = left > 0? (int) left: 0;
+        }
+        void *which = zpoller_wait (poller, timeout);
+        if (next && zclock_mono () >= next) {
+            s_refresh ();
+            next = zclock_mono () + s_sec.refresh_ms;
+        }
         if (which == handler)
             s_zap_handle (handler);
         else
@@ -234,9 +262,12 @@ s_good_name (const char *name)
     return name [0] != '.';
 }
 
-//  Load every public certificate of folder; refuse secrets others can read
+//  Load every public certificate of folder into the two maps; refuse
+//  secrets others can read. Strict (at start): any bad file fails the load,
+//  and so does an empty roster. Lenient (refresh): a bad file is skipped
+//  with a warning, so that it cannot hold a revocation back.
 static int
-s_load_roster (const char *folder)
+s_load_roster (const char *folder, zhashx_t *by_key, zhashx_t *by_name, bool lenient)
 {
     DIR *dir = opendir (folder);
     if (!dir) {
@@ -252,7 +283,7 @@ s_load_roster (const char *folder)
         snprintf (path, sizeof path, "%s/%s", folder, file);
         if (len > 12 && strcmp (file + len - 12, ".cert_secret") == 0) {
             struct stat st;
-            if (stat (path, &st) == 0 && (st.st_mode & 077)) {
+            if (!lenient && stat (path, &st) == 0 && (st.st_mode & 077)) {
                 relais_error ("security: %s can be read by others (mode %03o): "
                               "chmod 600 it, and consider it leaked", path, st.st_mode & 0777);
                 rc = RELAIS_ECONFIG;
@@ -264,6 +295,8 @@ s_load_roster (const char *folder)
         zcert_t *cert = zcert_load (path);
         if (!cert) {
             relais_error ("security: %s is not a certificate", path);
+            if (lenient)
+                continue;
             rc = RELAIS_ECONFIG;
             break;
         }
@@ -283,29 +316,81 @@ s_load_roster (const char *folder)
         s_copy (entry->peer.source_name, sizeof entry->peer.source_name, zcert_meta (cert, "source_name"));
         s_copy (entry->public_txt, sizeof entry->public_txt, zcert_public_txt (cert));
         zcert_destroy (&cert);
-        if (!s_known_role (entry->peer.role) || !s_good_name (entry->peer.name)) {
-            relais_error ("security: %s: name '%s' or role '%s' is not valid", path,
+        const char *bad = NULL;
+        if (!s_known_role (entry->peer.role) || !s_good_name (entry->peer.name))
+            bad = "name or role is not valid";
+        else
+        if (zhashx_lookup (by_name, entry->peer.name) || zhashx_lookup (by_key, entry->public_txt))
+            bad = "name or key given twice";
+        if (bad) {
+            relais_error ("security: %s: %s (name '%s', role '%s')", path, bad,
                           entry->peer.name, entry->peer.role);
             free (entry);
+            if (lenient)
+                continue;
             rc = RELAIS_ECONFIG;
             break;
         }
-        if (zhashx_lookup (s_sec.by_name, entry->peer.name)
-        ||  zhashx_lookup (s_sec.by_key, entry->public_txt)) {
-            relais_error ("security: %s: name or key given twice in %s", path, folder);
-            free (entry);
-            rc = RELAIS_ECONFIG;
-            break;
-        }
-        zhashx_insert (s_sec.by_key, entry->public_txt, entry);
-        zhashx_insert (s_sec.by_name, entry->peer.name, entry);     //  owns it
+        zhashx_insert (by_key, entry->public_txt, entry);
+        zhashx_insert (by_name, entry->peer.name, entry);     //  owns it
     }
     closedir (dir);
-    if (rc == 0 && zhashx_size (s_sec.by_name) == 0) {
+    if (rc == 0 && !lenient && zhashx_size (by_name) == 0) {
         relais_error ("security: no certificate (*.cert) in %s: nobody could connect", folder);
         rc = RELAIS_ECONFIG;
     }
     return rc;
+}
+
+static void s_free_entry (void **item);
+
+//  Re-read the certificate folder (ZAP thread). A key that is gone, or
+//  whose name or role changed, is revoked: the next handshake with it is
+//  refused, and relais_security_peer no longer knows its sessions.
+static void
+s_refresh (void)
+{
+    zhashx_t *by_key = zhashx_new ();
+    zhashx_t *by_name = zhashx_new ();
+    if (!by_key || !by_name) {
+        zhashx_destroy (&by_key);
+        zhashx_destroy (&by_name);
+        return;
+    }
+    zhashx_set_destructor (by_name, s_free_entry);
+    if (s_load_roster (s_sec.folder, by_key, by_name, true)) {
+        relais_warning ("security: certificate folder unreadable: roster kept as it was");
+        zhashx_destroy (&by_key);
+        zhashx_destroy (&by_name);
+        return;
+    }
+    size_t revoked = 0, added = 0;
+    pthread_mutex_lock (&s_roster_lock);
+    for (s_entry_t *old = (s_entry_t *) zhashx_first (s_sec.by_name); old;
+         old = (s_entry_t *) zhashx_next (s_sec.by_name)) {
+        const s_entry_t *now = (const s_entry_t *) zhashx_lookup (by_key, old->public_txt);
+        if (!now || strcmp (now->peer.name, old->peer.name) != 0
+        ||  strcmp (now->peer.role, old->peer.role) != 0
+        ||  strcmp (now->peer.partner, old->peer.partner) != 0) {
+            relais_notice ("security: certificate revoked name=%s role=%s", old->peer.name, old->peer.role);
+            revoked++;
+        }
+    }
+    for (s_entry_t *now = (s_entry_t *) zhashx_first (by_name); now;
+         now = (s_entry_t *) zhashx_next (by_name))
+        added += zhashx_lookup (s_sec.by_key, now->public_txt) == NULL;
+    zhashx_t *old_key = s_sec.by_key, *old_name = s_sec.by_name;
+    s_sec.by_key = by_key;
+    s_sec.by_name = by_name;
+    pthread_mutex_unlock (&s_roster_lock);
+    zhashx_destroy (&old_key);
+    zhashx_destroy (&old_name);
+    if (added)
+        relais_notice ("security: %zu certificate%s added", added, added == 1? "": "s");
+    if (revoked) {
+        atomic_fetch_add (&s_sec.revoked, revoked);
+        atomic_fetch_add (&s_sec.generation, 1);
+    }
 }
 
 typedef struct {
@@ -339,6 +424,8 @@ relais_security_stop (void)
     zhashx_destroy (&s_sec.by_key);
     zhashx_destroy (&s_sec.by_name);
     zhashx_destroy (&s_sec.domains);
+    free (s_sec.folder);
+    s_sec.folder = NULL;
     s_sec.on = false;
 }
 
@@ -358,7 +445,8 @@ relais_security_start (relais_config_t *config, const char *name, bool server)
     zhashx_set_destructor (s_sec.by_name, s_free_entry);
     zhashx_set_destructor (s_sec.domains, s_free_entry);
     char *folder = relais_config_path (config, "security/certs");
-    int rc = folder? s_load_roster (folder): RELAIS_ECONFIG;
+    int rc = folder? s_load_roster (folder, s_sec.by_key, s_sec.by_name, false): RELAIS_ECONFIG;
+    s_sec.refresh_ms = (int) relais_config_duration_ms (config, "security/refresh", 10000);
     if (rc == 0) {
         char path [4096];
         snprintf (path, sizeof path, "%s/%s.cert", folder, name);
@@ -375,7 +463,7 @@ relais_security_start (relais_config_t *config, const char *name, bool server)
             rc = RELAIS_ECONFIG;
         }
     }
-    free (folder);
+    s_sec.folder = folder;              //  the ZAP thread re-reads it
     //  Every endpoint of the deployment, and the domain it belongs to
     for (int i = 0; rc == 0 && relais_deploy_all_services [i]; i++) {
         s_scan_t scan = { config, relais_deploy_all_services [i] };
@@ -416,15 +504,20 @@ relais_security_apply (zsock_t *sock, const char *endpoint, bool bind)
     char service [64] = "";
     if (domain)
         snprintf (service, sizeof service, "%.*s", (int) strcspn (domain, "/"), domain);
+    char server_key [41] = "";
+    pthread_mutex_lock (&s_roster_lock);
     const s_entry_t *server = *service?
         (const s_entry_t *) zhashx_lookup (s_sec.by_name, service): NULL;
-    if (!server) {
+    if (server)
+        s_copy (server_key, sizeof server_key, server->public_txt);
+    pthread_mutex_unlock (&s_roster_lock);
+    if (!*server_key) {
         relais_error ("security: no server certificate for %s (%s): not connecting in the clear",
                       endpoint, *service? service: "no service of the deployment names it");
         return -EACCES;
     }
     zcert_apply (s_sec.self, zsock_resolve (sock));
-    zsock_set_curve_serverkey (sock, server->public_txt);
+    zsock_set_curve_serverkey (sock, server_key);
     return 0;
 }
 
@@ -437,11 +530,25 @@ relais_security_peer (zframe_t *frame, relais_peer_t *peer)
         return true;
     }
     const char *user = frame? zframe_meta (frame, "User-Id"): NULL;
+    pthread_mutex_lock (&s_roster_lock);
     const s_entry_t *entry = user? (const s_entry_t *) zhashx_lookup (s_sec.by_name, user): NULL;
-    if (!entry)
-        return false;
-    *peer = entry->peer;
-    return true;
+    if (entry)
+        *peer = entry->peer;
+    pthread_mutex_unlock (&s_roster_lock);
+    return entry != NULL;
+}
+
+uint64_t
+relais_security_generation (void)
+{
+    return atomic_load (&s_sec.generation);
+}
+
+void
+relais_security_refresh (void)
+{
+    if (s_sec.on && s_sec.folder)
+        s_refresh ();
 }
 
 void
@@ -449,6 +556,7 @@ relais_security_stats (relais_security_stats_t *stats)
 {
     stats->allowed = atomic_load (&s_sec.allowed);
     stats->refused = atomic_load (&s_sec.refused);
+    stats->revoked = atomic_load (&s_sec.revoked);
 }
 
 int

@@ -228,6 +228,40 @@ s_open_dbs (relais_store_t *self)
     return 0;
 }
 
+//  Create and open self->env in self->dir, then its databases. Returns 0
+//  or a negative code after logging why (self->env may then be set).
+static int
+s_open_env (relais_store_t *self)
+{
+    int rc = mdb_env_create (&self->env);
+    if (rc == 0)
+        rc = mdb_env_set_maxdbs (self->env, (MDB_dbi) self->ndbs + 3);
+    if (rc == 0)
+        rc = mdb_env_set_maxreaders (self->env, S_MAX_READERS);
+    //  MDB_NOTLS: reads from the threadpool; the durable defaults otherwise.
+    //  No map size before open: LMDB then takes the one recorded in the
+    //  file, so a map grown before a restart does not start small again.
+    if (rc == 0)
+        rc = mdb_env_open (self->env, self->dir, MDB_NOTLS, 0600);
+    if (rc == 0) {
+        size_t asked = self->map_size;
+        s_refresh_map_size (self);
+        if (self->map_size < asked)
+            rc = mdb_env_set_mapsize (self->env, asked);
+    }
+    if (rc) {
+        relais_error ("relais_store: %s: cannot open: %s", self->dir, mdb_strerror (rc));
+        return s_map_rc (rc);
+    }
+    s_refresh_map_size (self);
+    if (self->map_max < self->map_size)
+        self->map_max = self->map_size;
+
+    //  A process killed while reading left its slot behind
+    relais_store_tick (self);
+    return s_open_dbs (self);
+}
+
 relais_store_t *
 relais_store_new (const char *dir, const relais_store_opts_t *opts)
 {
@@ -274,35 +308,7 @@ relais_store_new (const char *dir, const relais_store_opts_t *opts)
         relais_store_destroy (&self);
         return NULL;
     }
-    rc = mdb_env_create (&self->env);
-    if (rc == 0)
-        rc = mdb_env_set_maxdbs (self->env, (MDB_dbi) self->ndbs + 3);
-    if (rc == 0)
-        rc = mdb_env_set_maxreaders (self->env, S_MAX_READERS);
-    //  MDB_NOTLS: reads from the threadpool; the durable defaults otherwise.
-    //  No map size before open: LMDB then takes the one recorded in the
-    //  file, so a map grown before a restart does not start small again.
-    if (rc == 0)
-        rc = mdb_env_open (self->env, dir, MDB_NOTLS, 0600);
-    if (rc == 0) {
-        size_t asked = self->map_size;
-        s_refresh_map_size (self);
-        if (self->map_size < asked)
-            rc = mdb_env_set_mapsize (self->env, asked);
-    }
-    if (rc) {
-        relais_error ("relais_store: %s: cannot open: %s", dir, mdb_strerror (rc));
-        relais_store_destroy (&self);
-        return NULL;
-    }
-    s_refresh_map_size (self);
-    if (self->map_max < self->map_size)
-        self->map_max = self->map_size;
-
-    //  A process killed while reading left its slot behind
-    relais_store_tick (self);
-
-    if (s_open_dbs (self)) {
+    if (s_open_env (self)) {
         relais_store_destroy (&self);
         return NULL;
     }
@@ -992,4 +998,163 @@ relais_store_backup (const char *dir, const char *dest, relais_store_info_t *inf
         close (fd);
     }
     return relais_store_verify (dest, info);
+}
+
+//  ---------------------------------------------------------------------------
+//  Compaction: a logical copy into a fresh environment, then a swap
+
+static size_t
+s_file_size (const char *dir)
+{
+    char path [4096];
+    snprintf (path, sizeof path, "%s/data.mdb", dir);
+    struct stat st;
+    return stat (path, &st) == 0? (size_t) st.st_size: 0;
+}
+
+static void
+s_remove_tmp (const char *tmp)
+{
+    char path [4200];
+    snprintf (path, sizeof path, "%s/data.mdb", tmp);
+    unlink (path);
+    snprintf (path, sizeof path, "%s/lock.mdb", tmp);
+    unlink (path);
+    rmdir (tmp);
+}
+
+//  Copy every key of database name from src into dst, in key order. Fresh
+//  pages hold only live values: MDB_APPEND fills them from start to end.
+static int
+s_copy_db (MDB_txn *src, MDB_txn *dst, const char *name)
+{
+    MDB_dbi from, to;
+    int rc = mdb_dbi_open (src, name, 0, &from);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc == 0)
+        rc = mdb_dbi_open (dst, name, MDB_CREATE, &to);
+    MDB_cursor *cursor = NULL;
+    if (rc == 0)
+        rc = mdb_cursor_open (src, from, &cursor);
+    MDB_val key, val;
+    int more = rc == 0? mdb_cursor_get (cursor, &key, &val, MDB_FIRST): rc;
+    while (rc == 0 && more == 0) {
+        rc = mdb_put (dst, to, &key, &val, MDB_APPEND);
+        if (rc == 0)
+            more = mdb_cursor_get (cursor, &key, &val, MDB_NEXT);
+    }
+    if (cursor)
+        mdb_cursor_close (cursor);
+    if (rc == 0 && more != MDB_NOTFOUND)
+        rc = more;
+    return rc;
+}
+
+//  Build tmp/data.mdb from the committed state of self. Returns an LMDB code.
+static int
+s_compact_copy (relais_store_t *self, const char *tmp, uint64_t *txnid)
+{
+    MDB_env *env = NULL;
+    int rc = mdb_env_create (&env);
+    if (rc == 0)
+        rc = mdb_env_set_maxdbs (env, (MDB_dbi) self->ndbs + 3);
+    if (rc == 0)
+        rc = mdb_env_set_mapsize (env, self->map_size);
+    if (rc == 0)
+        rc = mdb_env_open (env, tmp, MDB_NOTLS, 0600);
+    MDB_txn *src = NULL, *dst = NULL;
+    if (rc == 0)
+        rc = mdb_txn_begin (self->env, NULL, MDB_RDONLY, &src);
+    if (rc == 0)
+        rc = mdb_txn_begin (env, NULL, 0, &dst);
+    static const char *const internal [] = { "meta", "log", "ckpt" };
+    for (int i = 0; i < 3 && rc == 0; i++)
+        rc = s_copy_db (src, dst, internal [i]);
+    for (int i = 0; i < self->ndbs && rc == 0; i++)
+        rc = s_copy_db (src, dst, self->names [i]);
+    if (src)
+        mdb_txn_abort (src);
+    if (rc == 0) {
+        rc = mdb_txn_commit (dst);          //  durable: data fdatasync, meta
+        dst = NULL;
+    }
+    if (dst)
+        mdb_txn_abort (dst);
+    MDB_envinfo info;
+    if (rc == 0 && (rc = mdb_env_info (env, &info)) == 0)
+        *txnid = info.me_last_txnid;
+    if (env)
+        mdb_env_close (env);
+    return rc;
+}
+
+int
+relais_store_compact (relais_store_t *self, size_t *before, size_t *after)
+{
+    s_require (self, "relais_store_compact needs a store");
+    s_require (!self->writing && s_reading == 0, "relais_store_compact inside a transaction");
+    char tmp [4096];
+    if (snprintf (tmp, sizeof tmp, "%s/compact.tmp", self->dir) >= (int) sizeof tmp)
+        return -ENAMETOOLONG;
+    s_remove_tmp (tmp);                     //  left by a crash in a previous run
+    if (mkdir (tmp, 0700)) {
+        int rc = -errno;
+        relais_error ("relais_store: %s: cannot create %s: %s", self->dir, tmp, strerror (-rc));
+        return rc;
+    }
+    size_t size_before = s_file_size (self->dir);
+    uint64_t txnid = 0;
+    int rc = s_compact_copy (self, tmp, &txnid);
+    if (rc) {
+        relais_error ("relais_store: %s: compaction copy failed: %s", self->dir, mdb_strerror (rc));
+        s_remove_tmp (tmp);
+        return s_map_rc (rc);
+    }
+    //  The swap: no read transaction of this process may hold the old map
+    pthread_rwlock_wrlock (&self->remap);
+    mdb_env_close (self->env);
+    self->env = NULL;
+    char from [4200], to [4200];
+    snprintf (from, sizeof from, "%s/data.mdb", tmp);
+    snprintf (to, sizeof to, "%s/data.mdb", self->dir);
+    int swapped = rename (from, to) == 0? 0: -errno;
+    if (swapped == 0) {
+        int fd = open (self->dir, O_RDONLY | O_DIRECTORY);
+        if (fd >= 0) {
+            fsync (fd);
+            close (fd);
+        }
+    }
+    else
+        relais_error ("relais_store: %s: cannot swap in the compacted copy: %s",
+                      self->dir, strerror (-swapped));
+    s_remove_tmp (tmp);
+    rc = s_open_env (self);
+    if (rc == 0 && swapped == 0) {
+        //  Another process holding lock.mdb keeps the old file's txnid in
+        //  it, and LMDB would then pick the wrong meta page: refuse to go on
+        MDB_envinfo info;
+        if (mdb_env_info (self->env, &info) || info.me_last_txnid != txnid) {
+            relais_error ("relais_store: %s: another process had the store open during compaction",
+                          self->dir);
+            rc = RELAIS_EFATAL;
+        }
+    }
+    pthread_rwlock_unlock (&self->remap);
+    if (rc) {
+        relais_error ("relais_store: %s: cannot reopen after compaction: %s", self->dir,
+                      relais_strerror (rc));
+        return RELAIS_EFATAL;
+    }
+    if (swapped)
+        return swapped;
+    size_t size_after = s_file_size (self->dir);
+    if (before)
+        *before = size_before;
+    if (after)
+        *after = size_after;
+    relais_notice ("store compacted dir=%s bytes_before=%zu bytes_after=%zu",
+                   self->dir, size_before, size_after);
+    return 0;
 }

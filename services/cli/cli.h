@@ -52,6 +52,8 @@ int cli_report (cli_t *cli, int argc, char **argv);
 int cli_route (cli_t *cli, int argc, char **argv);
 int cli_plan (cli_t *cli, int argc, char **argv);
 int cli_capacity (cli_t *cli, int argc, char **argv);
+int cli_erase (cli_t *cli, int argc, char **argv);
+int cli_purge (cli_t *cli, int argc, char **argv);
 
 extern const char cli_submit_help [];
 extern const char cli_tail_help [];
@@ -68,6 +70,8 @@ extern const char cli_report_help [];
 extern const char cli_route_help [];
 extern const char cli_plan_help [];
 extern const char cli_capacity_help [];
+extern const char cli_erase_help [];
+extern const char cli_purge_help [];
 
 
 //  ---------------------------------------------------------------------------

@@ -4,6 +4,7 @@
     =========================================================================
 */
 #include "cli.h"
+#include "router_server.h"
 #include "relais_audit.h"
 
 #include <stdlib.h>
@@ -55,6 +56,9 @@ cli_audit (cli_t *cli, int argc, char **argv)
             return CLI_USAGE;
         }
     }
+    //  Router's section is declared on demand (its rules are checked then)
+    if (strcmp (svc, "router") == 0 && router_declare (cli->config))
+        return CLI_USAGE;
     char path_key [96], key_key [96];
     snprintf (path_key, sizeof path_key, "%s/audit_file", svc);
     snprintf (key_key, sizeof key_key, "%s/audit_key_file", svc);

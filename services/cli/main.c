@@ -41,6 +41,8 @@ static const cli_command_t s_commands [] = {
     { "route", cli_route, "explain which routing rules send a report to which partners", cli_route_help },
     { "plan", cli_plan, "action plans of level-2 situations: list, show, action, close, flag, note", cli_plan_help },
     { "capacity", cli_capacity, "shelter capacity: structures, occupancy, moves, forecast", cli_capacity_help },
+    { "erase", cli_erase, "remove one person's personal data everywhere (right to erasure)", cli_erase_help },
+    { "purge", cli_purge, "apply the retention policy now in every service holding personal data", cli_purge_help },
     { NULL, NULL, NULL, NULL }
 };
 

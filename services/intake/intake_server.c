@@ -4,6 +4,7 @@
     =========================================================================
 */
 #include "intake_server.h"
+#include "intake_privacy.h"
 #include "intake_pseudo.h"
 #include "intake_rules.h"
 #include "relais_audit.h"
@@ -35,6 +36,9 @@ const relais_config_key_t intake_keys [] = {
     { "person_key_file", "intake.key", relais_check_path, "secret key of person_refs (created at first start, mode 0600)" },
     { "audit_file", "intake-audit.log", relais_check_path, "append-only log of every full-record read (relative: under relais/data)" },
     { "audit_key_file", "intake-audit.key", relais_check_path, "key of the audit chain's MACs (created at first start, mode 0600)" },
+    { "retention/closed", "90d", relais_check_duration, "personal fields of a closed report are removed this long after its last change" },
+    { "retention/open", "730d", relais_check_duration, "... and of an open report without any change for this long (CNIL: 2 years)" },
+    { "retention/every", "1d", relais_check_duration, "the retention job runs this often (and on demand: relais purge)" },
     { NULL, NULL, NULL, NULL }
 };
 
@@ -93,6 +97,10 @@ struct intake_server_t {
     relais_signals_t *signals;
     uv_timer_t maint;
     bool maint_open;
+    uv_timer_t retention;               //  the daily purge
+    bool retention_open;
+    uint64_t retention_closed_us, retention_open_us;
+    uint64_t retention_wall, retention_mono;    //  clocks at the last run
     intake_rules_t rules;
     uint8_t key [INTAKE_KEY_SIZE];
     size_t batch_max;
@@ -310,6 +318,7 @@ typedef struct {
     char closed_reason [32];
     char refs [S_REFS_MAX][RELAIS_SIG_REF_MAX];
     size_t ref_count;
+    uint64_t scrubbed_at;               //  personal fields removed (erase, purge); 0: never
 } s_record_t;
 
 static void
@@ -329,7 +338,7 @@ s_pack_refs (msgpack_packer *pk, const s_record_t *rec)
 static void
 s_pack_record (msgpack_packer *pk, const s_record_t *rec, const relais_signal_t *sig)
 {
-    msgpack_pack_map (pk, 10 + (rec->closed? 1: 0));
+    msgpack_pack_map (pk, 10 + (rec->closed? 1: 0) + (rec->scrubbed_at? 1: 0));
     relais_pack_kv_uint (pk, "v", 1);
     relais_pack_kv_str (pk, "id", rec->id);
     relais_pack_kv_uint (pk, "seq", rec->seq);
@@ -341,6 +350,8 @@ s_pack_record (msgpack_packer *pk, const s_record_t *rec, const relais_signal_t 
     relais_pack_kv_uint (pk, "updated_at", rec->updated_at);
     if (rec->closed)
         relais_pack_kv_str (pk, "closed_reason", rec->closed_reason);
+    if (rec->scrubbed_at)
+        relais_pack_kv_uint (pk, "scrubbed_at", rec->scrubbed_at);
     relais_pack_str (pk, "person_refs");
     s_pack_refs (pk, rec);
     relais_pack_str (pk, "signal");
@@ -374,6 +385,7 @@ s_load_record (relais_txn_t *txn, const char *id, s_record_t *rec,
     rec->level = (uint32_t) value;
     relais_msg_uint (relais_msg_get (root, "created_at"), &rec->created_at);
     relais_msg_uint (relais_msg_get (root, "updated_at"), &rec->updated_at);
+    relais_msg_uint (relais_msg_get (root, "scrubbed_at"), &rec->scrubbed_at);
     rec->closed = relais_msg_str_eq (relais_msg_get (root, "state"), "clos");
     relais_msg_str_copy (relais_msg_get (root, "closed_reason"), rec->closed_reason,
                          sizeof rec->closed_reason);
@@ -714,6 +726,281 @@ s_on_submit_batch (relais_poller_t *poller, void *arg)
 }
 
 //  ---------------------------------------------------------------------------
+//  Erasure and retention (proto/privacy.md): the personal fields of records
+//  are removed, the records stay, then the store is compacted so the bytes
+//  are gone from data.mdb too
+
+#define S_LIST_MAX      1000            //  report ids listed in a reply
+
+typedef struct {
+    intake_server_t *self;
+    bool erase;                         //  else purge
+    char person [RELAIS_SIG_REF_MAX];   //  erase: the person_ref
+    uint64_t now;
+    char (*ids) [S_ID_MAX];             //  reports to scrub
+    size_t count, cap;
+    uint64_t people_removed;            //  written by the transaction
+    int error;
+} s_scrub_t;
+
+//  Pick the reports the operation touches (read transaction)
+static int
+s_scrub_pick (const void *key, size_t klen, const void *val, size_t vlen, void *arg)
+{
+    s_scrub_t *sc = (s_scrub_t *) arg;
+    if (klen >= S_ID_MAX)
+        return 0;
+    relais_msg_t msg;
+    relais_msg_limits_t limits = { 4 * RELAIS_MSG_MAX_BYTES, 0, 0 };
+    relais_error_t err;
+    if (relais_msg_decode (&msg, val, vlen, &limits, &err))
+        return 0;                       //  unreadable: left alone (a store fault)
+    const msgpack_object *root = &msg.root;
+    bool pick = false;
+    if (sc->erase) {
+        const msgpack_object *refs = relais_msg_get (root, "person_refs");
+        if (refs && refs->type == MSGPACK_OBJECT_ARRAY)
+            for (uint32_t i = 0; i < refs->via.array.size && !pick; i++)
+                pick = relais_msg_str_eq (&refs->via.array.ptr [i], sc->person);
+    }
+    else {
+        intake_server_t *self = sc->self;
+        uint64_t updated = 0, scrubbed = 0;
+        relais_msg_uint (relais_msg_get (root, "updated_at"), &updated);
+        relais_msg_uint (relais_msg_get (root, "scrubbed_at"), &scrubbed);
+        bool closed = relais_msg_str_eq (relais_msg_get (root, "state"), "clos");
+        uint64_t keep = closed? self->retention_closed_us: self->retention_open_us;
+        pick = scrubbed < updated && updated + keep <= sc->now;
+    }
+    relais_msg_release (&msg);
+    if (!pick)
+        return 0;
+    if (sc->count == sc->cap) {
+        size_t cap = sc->cap? 2 * sc->cap: 64;
+        void *ids = realloc (sc->ids, cap * sizeof *sc->ids);
+        if (!ids)
+            return -ENOMEM;
+        sc->ids = (char (*) [S_ID_MAX]) ids;
+        sc->cap = cap;
+    }
+    memcpy (sc->ids [sc->count], key, klen);
+    sc->ids [sc->count++][klen] = 0;
+    return 0;
+}
+
+static int
+s_scrub_read (relais_txn_t *txn, void *arg)
+{
+    return relais_txn_scan (txn, S_DB_SIGNALS, NULL, 0, s_scrub_pick, arg);
+}
+
+//  Remove the personal fields of every picked report (one transaction)
+static int
+s_scrub_write (relais_txn_t *txn, void *arg)
+{
+    s_scrub_t *sc = (s_scrub_t *) arg;
+    intake_server_t *self = sc->self;
+    sc->people_removed = 0;
+    relais_signal_t *sig = (relais_signal_t *) malloc (sizeof *sig);
+    if (!sig)
+        return -ENOMEM;
+    int rc = 0;
+    for (size_t i = 0; i < sc->count && rc == 0; i++) {
+        s_record_t rec;
+        relais_error_t err;
+        relais_error_clear (&err);
+        rc = s_load_record (txn, sc->ids [i], &rec, sig, sc->now, &err);
+        if (rc || err.code) {
+            rc = rc? rc: RELAIS_EMALFORMED;
+            break;
+        }
+        sc->people_removed += intake_privacy_scrub (sig, sc->erase? self->key: NULL,
+                                                    sc->erase? sc->person: NULL);
+        //  After the change it records, so the purge never picks it again
+        rec.scrubbed_at = rec.updated_at > sc->now? rec.updated_at: sc->now;
+        rc = s_put_record (txn, &rec, sig);
+    }
+    sodium_memzero (sig, sizeof *sig);
+    free (sig);
+    return rc;
+}
+
+//  Who sent req: the certificate's name and role with CURVE, else the
+//  connection's routing id in hex and role "".
+static void
+s_peer_of (relais_request_t *req, char *name, char *role)
+{
+    relais_peer_t who;
+    role [0] = 0;
+    if (relais_security_on () && relais_security_peer (req->data, &who)) {
+        snprintf (name, RELAIS_PEER_NAME_MAX, "%s", who.name);
+        snprintf (role, 16, "%s", who.role);
+        return;
+    }
+    zframe_t *identity = req->identity;
+    size_t n = zframe_size (identity) > 16? 16: zframe_size (identity);
+    for (size_t i = 0; i < n; i++)
+        snprintf (name + 2 * i, 3, "%02x", zframe_data (identity) [i]);
+    name [2 * n] = 0;
+}
+
+//  Run an erase or a purge: pick, audit, scrub, compact. who/role/reason go
+//  to the audit. Returns 0 or a §6 error in err.
+static int
+s_scrub_run (intake_server_t *self, s_scrub_t *sc, bool dry_run, const char *who,
+             const char *role, const char *reason, bool *compacted, relais_error_t *err)
+{
+    *compacted = false;
+    if (relais_store_read (self->store, s_scrub_read, sc))
+        return relais_error_set (err, RELAIS_CODE_UNAVAILABLE, "", "storage unavailable, retry later");
+    //  The audit holds the person_ref, the reason code and report ids, never data
+    char count [48];
+    snprintf (count, sizeof count, "%s:%zu", dry_run? "preview": "reports", sc->count);
+    const char *action = sc->erase? "erase": "purge";
+    if (relais_audit_append (self->audit, sc->now, who, role, action,
+                             sc->erase? sc->person: "retention", reason)
+    ||  relais_audit_append (self->audit, sc->now, who, role, action, count, reason))
+        return relais_error_set (err, RELAIS_CODE_UNAVAILABLE, "", "audit log unavailable, retry later");
+    if (dry_run || sc->count == 0)
+        return 0;
+    for (size_t i = 0; i < sc->count; i++)
+        if (relais_audit_append (self->audit, sc->now, who, role,
+                                 sc->erase? "erase_report": "purge_report", sc->ids [i],
+                                 sc->erase? sc->person: reason))
+            return relais_error_set (err, RELAIS_CODE_UNAVAILABLE, "", "audit log unavailable, retry later");
+    //  Requests already read go first, so the batch is not mixed with this
+    s_commit (self);
+    int rc = relais_store_write (self->store, s_scrub_write, sc);
+    if (rc == RELAIS_EFATAL)
+        relais_fatal ("intake scrub", rc);
+    if (rc)
+        return relais_error_set (err, RELAIS_CODE_UNAVAILABLE, "", "storage unavailable, retry later");
+    size_t before = 0, after = 0;
+    rc = relais_store_compact (self->store, &before, &after);
+    if (rc == RELAIS_EFATAL)
+        relais_fatal ("intake compaction", rc);
+    *compacted = rc == 0;
+    relais_notice ("%s %s%s reports=%zu people_removed=%llu compacted=%s bytes=%zu",
+                   action, sc->erase? "person=": "", sc->erase? sc->person: "",
+                   sc->count, (unsigned long long) sc->people_removed,
+                   *compacted? "yes": "no", after);
+    return 0;
+}
+
+static void
+s_pack_scrub_reply (msgpack_packer *pk, const s_scrub_t *sc, const msgpack_object *rid,
+                    bool dry_run, bool compacted)
+{
+    size_t listed = sc->count > S_LIST_MAX? S_LIST_MAX: sc->count;
+    msgpack_pack_map (pk, 7 + (sc->erase? 1: 0) + (rid != NULL));
+    relais_pack_kv_bool (pk, "ok", true);
+    if (rid) {
+        relais_pack_str (pk, "rid");
+        relais_pack_object (pk, rid);
+    }
+    relais_pack_kv_str (pk, "service", "intake");
+    if (sc->erase)
+        relais_pack_kv_str (pk, "person", sc->person);
+    relais_pack_kv_uint (pk, "count", sc->count);
+    relais_pack_str (pk, "reports");
+    msgpack_pack_array (pk, listed);
+    for (size_t i = 0; i < listed; i++)
+        relais_pack_str (pk, sc->ids [i]);
+    relais_pack_kv_uint (pk, "people_removed", dry_run? 0: sc->people_removed);
+    relais_pack_kv_bool (pk, "dry_run", dry_run);
+    relais_pack_kv_bool (pk, "compacted", compacted);
+}
+
+//  intake.erase {person, reason, dry_run?} and intake.purge {reason?, dry_run?}
+//  on the records endpoint: operations role only (with CURVE).
+static void
+s_on_scrub_request (intake_server_t *self, relais_poller_t *poller, relais_request_t *req,
+                    const msgpack_object *root, const msgpack_object *rid, bool erase)
+{
+    relais_error_t err;
+    relais_error_clear (&err);
+    s_scrub_t sc = { .self = self, .erase = erase, .now = relais_clock_now () };
+    char who [RELAIS_PEER_NAME_MAX], role [16];
+    s_peer_of (req, who, role);
+    bool dry_run = false, compacted = false;
+    char reason [INTAKE_REASON_TEXT_MAX + 1] = "retention";
+    if (relais_security_on () && strcmp (role, "operations") != 0) {
+        relais_error_set (&err, RELAIS_CODE_UNAUTHORIZED, "op",
+                          "erase and purge are for the operations role only");
+        goto error;
+    }
+    const msgpack_object *dry = relais_msg_get (root, "dry_run");
+    if (dry && dry->type != MSGPACK_OBJECT_BOOLEAN) {
+        relais_error_set (&err, RELAIS_CODE_INVALID, "dry_run", "a boolean");
+        goto error;
+    }
+    dry_run = dry && dry->via.boolean;
+    if (erase) {
+        const msgpack_object *person = relais_msg_get (root, "person");
+        if (!person || person->type != MSGPACK_OBJECT_STR
+        ||  !intake_privacy_ref_valid (person->via.str.ptr, person->via.str.size)) {
+            relais_error_set (&err, RELAIS_CODE_INVALID, "person",
+                              "required, a person_ref: \"P-\" and 20 characters a-z 2-7");
+            goto error;
+        }
+        memcpy (sc.person, person->via.str.ptr, person->via.str.size);
+        sc.person [person->via.str.size] = 0;
+    }
+    const msgpack_object *why = relais_msg_get (root, "reason");
+    if ((erase && !why) || (why && (why->type != MSGPACK_OBJECT_STR
+    ||  !intake_privacy_reason_valid (why->via.str.ptr, why->via.str.size)))) {
+        relais_error_set (&err, RELAIS_CODE_INVALID, "reason",
+                          "%s a code of 1 to 64 characters A-Z a-z 0-9 . _ : / @ - (no free text)",
+                          erase? "required,": "optional,");
+        goto error;
+    }
+    if (why) {
+        memcpy (reason, why->via.str.ptr, why->via.str.size);
+        reason [why->via.str.size] = 0;
+    }
+    if (s_scrub_run (self, &sc, dry_run, who, role, reason, &compacted, &err))
+        goto error;
+    msgpack_sbuffer out;
+    msgpack_sbuffer_init (&out);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &out, msgpack_sbuffer_write);
+    s_pack_scrub_reply (&pk, &sc, rid, dry_run, compacted);
+    relais_request_reply (poller, req, out.data, out.size);
+    msgpack_sbuffer_destroy (&out);
+    free (sc.ids);
+    return;
+error:
+    free (sc.ids);
+    s_count_error (self, err.code);
+    relais_request_error (poller, req, &err, NULL, rid);
+}
+
+//  The daily retention job. A wall clock that moved more than a day away
+//  from the monotonic one since the last run is not trusted (T13): the job
+//  waits for an operator (relais purge) rather than purge on a wrong date.
+static void
+s_on_retention (uv_timer_t *timer)
+{
+    intake_server_t *self = (intake_server_t *) timer->data;
+    uint64_t wall = relais_clock_now (), mono = relais_clock_mono ();
+    int64_t drift = (int64_t) (wall - self->retention_wall) - (int64_t) (mono - self->retention_mono);
+    if (drift > 86400000000LL || drift < -86400000000LL) {
+        relais_warning ("retention job skipped: the wall clock jumped by %lld s; run relais purge to apply it",
+                        (long long) (drift / 1000000));
+        return;
+    }
+    self->retention_wall = wall;
+    self->retention_mono = mono;
+    s_scrub_t sc = { .self = self, .erase = false, .now = wall };
+    relais_error_t err;
+    relais_error_clear (&err);
+    bool compacted;
+    if (s_scrub_run (self, &sc, false, "retention-job", "service", "retention", &compacted, &err))
+        relais_warning ("retention job failed code=%s: retried at the next run", err.code);
+    free (sc.ids);
+}
+
+//  ---------------------------------------------------------------------------
 //  Records endpoint: full record of one report, for authorised services
 
 typedef struct {
@@ -767,8 +1054,14 @@ s_on_records (relais_poller_t *poller, zmsg_t **msg_p, void *arg)
         relais_error_set (&err, RELAIS_CODE_INVALID, "op", "required, a string");
         goto error;
     }
+    if (relais_msg_str_eq (op, "intake.erase") || relais_msg_str_eq (op, "intake.purge")) {
+        s_on_scrub_request (self, poller, &req, &msg.root, rid,
+                            relais_msg_str_eq (op, "intake.erase"));
+        goto done;
+    }
     if (!relais_msg_str_eq (op, "signal.get")) {
-        relais_error_set (&err, RELAIS_CODE_UNKNOWN_OP, "op", "this endpoint serves signal.get");
+        relais_error_set (&err, RELAIS_CODE_UNKNOWN_OP, "op",
+                          "this endpoint serves signal.get, intake.erase and intake.purge");
         goto error;
     }
     if (s_get_id (&msg.root, id, &err))
@@ -863,6 +1156,10 @@ intake_server_new (uv_loop_t *loop, relais_config_t *config)
     self->config = config;
     intake_rules_load (&self->rules, config);
     self->batch_max = (size_t) relais_config_int (config, "intake/batch_max", 4096);
+    self->retention_closed_us = 1000 * relais_config_duration_ms (config, "intake/retention/closed",
+                                                                  90ULL * 86400000);
+    self->retention_open_us = 1000 * relais_config_duration_ms (config, "intake/retention/open",
+                                                                730ULL * 86400000);
     if (self->batch_max == 0)
         self->batch_max = 1;
     self->ops = (s_op_t **) calloc (self->batch_max, sizeof *self->ops);
@@ -927,6 +1224,13 @@ intake_server_start (intake_server_t *self)
     self->maint.data = self;
     self->maint_open = true;
     uv_timer_start (&self->maint, s_on_maint, 10000, 10000);
+    uint64_t every = relais_config_duration_ms (config, "intake/retention/every", 86400000);
+    uv_timer_init (self->loop, &self->retention);
+    self->retention.data = self;
+    self->retention_open = true;
+    self->retention_wall = relais_clock_now ();
+    self->retention_mono = relais_clock_mono ();
+    uv_timer_start (&self->retention, s_on_retention, every? every: 86400000, every? every: 86400000);
     relais_notice ("ready submit=%s records=%s store=%s last=%llu",
                    relais_config_str (config, "intake/submit"),
                    relais_config_str (config, "intake/records"), store_path,
@@ -956,6 +1260,11 @@ intake_server_stop (intake_server_t *self)
         uv_timer_stop (&self->maint);
         uv_close ((uv_handle_t *) &self->maint, NULL);
         self->maint_open = false;
+    }
+    if (self->retention_open) {
+        uv_timer_stop (&self->retention);
+        uv_close ((uv_handle_t *) &self->retention, NULL);
+        self->retention_open = false;
     }
 }
 

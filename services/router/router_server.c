@@ -4,12 +4,15 @@
     =========================================================================
 */
 #include "router_server.h"
+#include "intake_privacy.h"
 #include "intake_server.h"
+#include "relais_audit.h"
 #include "relais_bus.h"
 #include "relais_security.h"
 #include "relais_clock.h"
 #include "relais_log.h"
 
+#include <sodium.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -33,6 +36,10 @@ const relais_config_key_t router_keys [] = {
     { "partner_heartbeat", "1s", relais_check_duration, "ping interval with notifiers; silent 3 intervals = gone" },
     { "window", "32", relais_check_uint, "deliveries outstanding (sent, unacked) per partner" },
     { "redeliver", "10s", relais_check_duration, "resend unacked deliveries after this long without progress" },
+    { "retention/acked", "30d", relais_check_duration, "personal fields of an acked or refused delivery are removed this long after its due time" },
+    { "retention/every", "1d", relais_check_duration, "the retention job runs this often (and on demand: relais purge)" },
+    { "audit_file", "router-audit.log", relais_check_path, "append-only log of erasures and purges (relative: under relais/data)" },
+    { "audit_key_file", "router-audit.key", relais_check_path, "key of the audit chain's MACs (created at first start, mode 0600)" },
     { NULL, NULL, NULL, NULL }
 };
 
@@ -81,8 +88,10 @@ struct router_server_t {
     relais_poller_t *api;
     relais_poller_t *records;
     relais_signals_t *signals;
-    uv_timer_t due_timer, tick, kick;
+    uv_timer_t due_timer, tick, kick, retention;
     bool timers_open, kick_pending;
+    relais_audit_t *audit;              //  erasures and purges
+    uint64_t retention_acked_us;
     zlistx_t *sessions;                 //  s_session_t *
     zhashx_t *fetches;                  //  id -> s_fetch_t *
     uint64_t next_rid;
@@ -1378,6 +1387,318 @@ done:
 }
 
 //  ---------------------------------------------------------------------------
+//  Erasure and retention of mailbox copies (proto/privacy.md): the personal
+//  fields of the bodies are removed, the deliveries stay, then the store is
+//  compacted so the bytes are gone from data.mdb too
+
+#define S_LIST_MAX      1000            //  report ids listed in a reply
+
+typedef struct {
+    uint8_t key [64];
+    size_t klen;
+} s_mkey_t;
+
+typedef struct {
+    router_server_t *self;
+    bool erase;                         //  else purge
+    char person [RELAIS_SIG_REF_MAX];
+    uint64_t now;
+    s_mkey_t *keys;                     //  deliveries to scrub
+    size_t count, cap;
+    char (*ids) [RELAIS_KEY_MAX];       //  their reports, distinct
+    size_t id_count;
+} s_scrub_t;
+
+static int
+s_scrub_pick (const void *key, size_t klen, const void *val, size_t vlen, void *arg)
+{
+    s_scrub_t *sc = (s_scrub_t *) arg;
+    if (klen > sizeof sc->keys [0].key)
+        return 0;
+    relais_msg_t msg;
+    s_entry_t e;
+    if (s_decode_entry (val, vlen, &msg, &e))
+        return 0;
+    bool pick = false;
+    if (e.body && !relais_msg_get (e.body, "scrubbed_at")) {
+        if (sc->erase) {
+            const msgpack_object *refs = relais_msg_get (e.body, "person_refs");
+            if (refs && refs->type == MSGPACK_OBJECT_ARRAY)
+                for (uint32_t i = 0; i < refs->via.array.size && !pick; i++)
+                    pick = relais_msg_str_eq (&refs->via.array.ptr [i], sc->person);
+        }
+        else
+            pick = e.state != S_OPEN && e.due + sc->self->retention_acked_us <= sc->now;
+    }
+    relais_msg_release (&msg);
+    if (!pick)
+        return 0;
+    if (sc->count == sc->cap) {
+        size_t cap = sc->cap? 2 * sc->cap: 64;
+        void *keys = realloc (sc->keys, cap * sizeof *sc->keys);
+        void *ids = realloc (sc->ids, cap * sizeof *sc->ids);
+        if (keys)
+            sc->keys = (s_mkey_t *) keys;
+        if (ids)
+            sc->ids = (char (*) [RELAIS_KEY_MAX]) ids;
+        if (!keys || !ids)
+            return -ENOMEM;
+        sc->cap = cap;
+    }
+    memcpy (sc->keys [sc->count].key, key, klen);
+    sc->keys [sc->count++].klen = klen;
+    bool seen = false;
+    for (size_t i = 0; i < sc->id_count && !seen; i++)
+        seen = strcmp (sc->ids [i], e.key) == 0;
+    if (!seen)
+        snprintf (sc->ids [sc->id_count++], RELAIS_KEY_MAX, "%s", e.key);
+    return 0;
+}
+
+static int
+s_scrub_read (relais_txn_t *txn, void *arg)
+{
+    return relais_txn_scan (txn, S_DB_MBOX, NULL, 0, s_scrub_pick, arg);
+}
+
+//  The body again, with its signal scrubbed and scrubbed_at added
+static int
+s_scrub_body (const msgpack_object *body, uint64_t now, msgpack_sbuffer *out)
+{
+    relais_signal_t *sig = (relais_signal_t *) malloc (sizeof *sig);
+    if (!sig)
+        return -ENOMEM;
+    relais_error_t err;
+    const msgpack_object *signal = relais_msg_get (body, "signal");
+    bool has_signal = signal && relais_signal_parse (signal, "", now, sig, &err) == 0;
+    if (has_signal)
+        intake_privacy_scrub (sig, NULL, NULL);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, out, msgpack_sbuffer_write);
+    uint32_t n = 1 + (has_signal? 1: 0);
+    for (uint32_t i = 0; i < body->via.map.size; i++) {
+        const msgpack_object *k = &body->via.map.ptr [i].key;
+        n += !(relais_msg_str_eq (k, "signal") || relais_msg_str_eq (k, "scrubbed_at"));
+    }
+    msgpack_pack_map (&pk, n);
+    for (uint32_t i = 0; i < body->via.map.size; i++) {
+        const msgpack_object *k = &body->via.map.ptr [i].key;
+        if (relais_msg_str_eq (k, "signal") || relais_msg_str_eq (k, "scrubbed_at"))
+            continue;
+        relais_pack_object (&pk, k);
+        relais_pack_object (&pk, &body->via.map.ptr [i].val);
+    }
+    //  A signal that does not parse any more is dropped whole
+    if (has_signal) {
+        relais_pack_str (&pk, "signal");
+        relais_signal_pack_full (&pk, sig);
+    }
+    relais_pack_kv_uint (&pk, "scrubbed_at", now);
+    sodium_memzero (sig, sizeof *sig);
+    free (sig);
+    return 0;
+}
+
+static int
+s_scrub_write (relais_txn_t *txn, void *arg)
+{
+    s_scrub_t *sc = (s_scrub_t *) arg;
+    int rc = 0;
+    for (size_t i = 0; i < sc->count && rc == 0; i++) {
+        const void *data;
+        size_t size;
+        rc = relais_txn_get (txn, S_DB_MBOX, sc->keys [i].key, sc->keys [i].klen, &data, &size);
+        if (rc == RELAIS_ENOTFOUND) {
+            rc = 0;
+            continue;
+        }
+        relais_msg_t msg;
+        s_entry_t e;
+        if (rc || (rc = s_decode_entry (data, size, &msg, &e)))
+            break;
+        if (!e.body) {
+            relais_msg_release (&msg);
+            continue;
+        }
+        msgpack_sbuffer body;
+        msgpack_sbuffer_init (&body);
+        rc = s_scrub_body (e.body, sc->now, &body);
+        relais_msg_t bmsg;
+        relais_error_t err;
+        relais_msg_limits_t limits = S_ENTRY_LIMITS;
+        if (rc == 0 && relais_msg_decode (&bmsg, body.data, body.size, &limits, &err) == 0) {
+            e.body = &bmsg.root;
+            msgpack_sbuffer entry;
+            msgpack_sbuffer_init (&entry);
+            msgpack_packer pk;
+            msgpack_packer_init (&pk, &entry, msgpack_sbuffer_write);
+            s_pack_entry (&pk, &e);
+            rc = relais_txn_put (txn, S_DB_MBOX, sc->keys [i].key, sc->keys [i].klen,
+                                 entry.data, entry.size);
+            msgpack_sbuffer_destroy (&entry);
+            relais_msg_release (&bmsg);
+        }
+        else
+        if (rc == 0)
+            rc = RELAIS_EMALFORMED;
+        msgpack_sbuffer_destroy (&body);
+        relais_msg_release (&msg);
+    }
+    return rc;
+}
+
+static void
+s_peer_of (relais_request_t *req, char *name, char *role)
+{
+    relais_peer_t who;
+    role [0] = 0;
+    if (relais_security_on () && relais_security_peer (req->data, &who)) {
+        snprintf (name, RELAIS_PEER_NAME_MAX, "%s", who.name);
+        snprintf (role, 16, "%s", who.role);
+        return;
+    }
+    zframe_t *identity = req->identity;
+    size_t n = zframe_size (identity) > 16? 16: zframe_size (identity);
+    for (size_t i = 0; i < n; i++)
+        snprintf (name + 2 * i, 3, "%02x", zframe_data (identity) [i]);
+    name [2 * n] = 0;
+}
+
+static int
+s_scrub_run (router_server_t *self, s_scrub_t *sc, bool dry_run, const char *who,
+             const char *role, const char *reason, bool *compacted, relais_error_t *err)
+{
+    *compacted = false;
+    if (relais_store_read (self->store, s_scrub_read, sc))
+        return relais_error_set (err, RELAIS_CODE_UNAVAILABLE, "", "storage unavailable, retry later");
+    char count [48];
+    snprintf (count, sizeof count, "%s:%zu", dry_run? "preview": "deliveries", sc->count);
+    const char *action = sc->erase? "erase": "purge";
+    if (relais_audit_append (self->audit, sc->now, who, role, action,
+                             sc->erase? sc->person: "retention", reason)
+    ||  relais_audit_append (self->audit, sc->now, who, role, action, count, reason))
+        return relais_error_set (err, RELAIS_CODE_UNAVAILABLE, "", "audit log unavailable, retry later");
+    if (dry_run || sc->count == 0)
+        return 0;
+    for (size_t i = 0; i < sc->id_count; i++)
+        if (relais_audit_append (self->audit, sc->now, who, role,
+                                 sc->erase? "erase_report": "purge_report", sc->ids [i],
+                                 sc->erase? sc->person: reason))
+            return relais_error_set (err, RELAIS_CODE_UNAVAILABLE, "", "audit log unavailable, retry later");
+    int rc = relais_store_write (self->store, s_scrub_write, sc);
+    if (rc == RELAIS_EFATAL)
+        relais_fatal ("router scrub", rc);
+    if (rc)
+        return relais_error_set (err, RELAIS_CODE_UNAVAILABLE, "", "storage unavailable, retry later");
+    size_t before = 0, after = 0;
+    rc = relais_store_compact (self->store, &before, &after);
+    if (rc == RELAIS_EFATAL)
+        relais_fatal ("router compaction", rc);
+    *compacted = rc == 0;
+    relais_notice ("%s %s%s deliveries=%zu reports=%zu compacted=%s bytes=%zu",
+                   action, sc->erase? "person=": "", sc->erase? sc->person: "",
+                   sc->count, sc->id_count, *compacted? "yes": "no", after);
+    return 0;
+}
+
+//  router.erase {person, reason, dry_run?} and router.purge {reason?,
+//  dry_run?} on the api endpoint: operations role only (with CURVE).
+static void
+s_on_scrub_request (router_server_t *self, relais_poller_t *poller, relais_request_t *req,
+                    const msgpack_object *root, const msgpack_object *rid, bool erase)
+{
+    relais_error_t err;
+    relais_error_clear (&err);
+    s_scrub_t sc = { .self = self, .erase = erase, .now = relais_clock_now () };
+    char who [RELAIS_PEER_NAME_MAX], role [16];
+    s_peer_of (req, who, role);
+    bool dry_run = false, compacted = false;
+    char reason [INTAKE_REASON_TEXT_MAX + 1] = "retention";
+    if (relais_security_on () && strcmp (role, "operations") != 0) {
+        relais_error_set (&err, RELAIS_CODE_UNAUTHORIZED, "op",
+                          "erase and purge are for the operations role only");
+        goto error;
+    }
+    const msgpack_object *dry = relais_msg_get (root, "dry_run");
+    if (dry && dry->type != MSGPACK_OBJECT_BOOLEAN) {
+        relais_error_set (&err, RELAIS_CODE_INVALID, "dry_run", "a boolean");
+        goto error;
+    }
+    dry_run = dry && dry->via.boolean;
+    if (erase) {
+        const msgpack_object *person = relais_msg_get (root, "person");
+        if (!person || person->type != MSGPACK_OBJECT_STR
+        ||  !intake_privacy_ref_valid (person->via.str.ptr, person->via.str.size)) {
+            relais_error_set (&err, RELAIS_CODE_INVALID, "person",
+                              "required, a person_ref: \"P-\" and 20 characters a-z 2-7");
+            goto error;
+        }
+        memcpy (sc.person, person->via.str.ptr, person->via.str.size);
+        sc.person [person->via.str.size] = 0;
+    }
+    const msgpack_object *why = relais_msg_get (root, "reason");
+    if ((erase && !why) || (why && (why->type != MSGPACK_OBJECT_STR
+    ||  !intake_privacy_reason_valid (why->via.str.ptr, why->via.str.size)))) {
+        relais_error_set (&err, RELAIS_CODE_INVALID, "reason",
+                          "%s a code of 1 to 64 characters A-Z a-z 0-9 . _ : / @ - (no free text)",
+                          erase? "required,": "optional,");
+        goto error;
+    }
+    if (why) {
+        memcpy (reason, why->via.str.ptr, why->via.str.size);
+        reason [why->via.str.size] = 0;
+    }
+    if (s_scrub_run (self, &sc, dry_run, who, role, reason, &compacted, &err))
+        goto error;
+    msgpack_sbuffer out;
+    msgpack_sbuffer_init (&out);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &out, msgpack_sbuffer_write);
+    size_t listed = sc.id_count > S_LIST_MAX? S_LIST_MAX: sc.id_count;
+    msgpack_pack_map (&pk, 8 + (erase? 1: 0) + (rid != NULL));
+    relais_pack_kv_bool (&pk, "ok", true);
+    if (rid) {
+        relais_pack_str (&pk, "rid");
+        relais_pack_object (&pk, rid);
+    }
+    relais_pack_kv_str (&pk, "service", "router");
+    if (erase)
+        relais_pack_kv_str (&pk, "person", sc.person);
+    relais_pack_kv_uint (&pk, "count", sc.id_count);
+    relais_pack_str (&pk, "reports");
+    msgpack_pack_array (&pk, listed);
+    for (size_t i = 0; i < listed; i++)
+        relais_pack_str (&pk, sc.ids [i]);
+    relais_pack_kv_uint (&pk, "deliveries", sc.count);
+    relais_pack_kv_uint (&pk, "people_removed", 0);
+    relais_pack_kv_bool (&pk, "dry_run", dry_run);
+    relais_pack_kv_bool (&pk, "compacted", compacted);
+    relais_request_reply (poller, req, out.data, out.size);
+    msgpack_sbuffer_destroy (&out);
+    free (sc.keys);
+    free (sc.ids);
+    return;
+error:
+    free (sc.keys);
+    free (sc.ids);
+    relais_request_error (poller, req, &err, NULL, rid);
+}
+
+static void
+s_on_retention (uv_timer_t *timer)
+{
+    router_server_t *self = (router_server_t *) timer->data;
+    s_scrub_t sc = { .self = self, .erase = false, .now = relais_clock_now () };
+    relais_error_t err;
+    relais_error_clear (&err);
+    bool compacted;
+    if (s_scrub_run (self, &sc, false, "retention-job", "service", "retention", &compacted, &err))
+        relais_warning ("retention job failed code=%s: retried at the next run", err.code);
+    free (sc.keys);
+    free (sc.ids);
+}
+
+//  ---------------------------------------------------------------------------
 //  API: router.explain, router.mailbox
 
 static int
@@ -1516,7 +1837,12 @@ s_on_api (relais_poller_t *poller, zmsg_t **msg_p, void *arg)
         relais_request_reply (poller, &req, out.data, out.size);
         goto done;
     }
-    relais_error_set (&err, RELAIS_CODE_UNKNOWN_OP, "op", "this endpoint serves router.explain and router.mailbox");
+    if (relais_msg_str_eq (op, "router.erase") || relais_msg_str_eq (op, "router.purge")) {
+        s_on_scrub_request (self, poller, &req, &msg.root, rid, relais_msg_str_eq (op, "router.erase"));
+        goto done;
+    }
+    relais_error_set (&err, RELAIS_CODE_UNKNOWN_OP, "op",
+                      "this endpoint serves router.explain, router.mailbox, router.erase and router.purge");
 error:
     if (req.identity)
         relais_request_error (poller, &req, &err, NULL, rid);
@@ -1604,6 +1930,8 @@ router_server_new (uv_loop_t *loop, relais_config_t *config)
     if (self->hb_us == 0)
         self->hb_us = 1000000;
     self->redeliver_us = relais_config_duration_ms (config, "router/redeliver", 10000) * 1000;
+    self->retention_acked_us = relais_config_duration_ms (config, "router/retention/acked",
+                                                          30ULL * 86400000) * 1000;
     self->window = (uint32_t) relais_config_int (config, "router/window", 32);
     if (self->window == 0)
         self->window = 1;
@@ -1627,6 +1955,14 @@ router_server_start (router_server_t *self)
     };
     self->store = relais_store_new (store_path, &opts);
     if (!self->store)
+        goto failed;
+    char *audit_path = relais_config_path (config, "router/audit_file");
+    char *audit_key = relais_config_path (config, "router/audit_key_file");
+    self->audit = audit_path && audit_key? relais_audit_open (audit_path, audit_key): NULL;
+    free (audit_path);
+    free (audit_key);
+    rc = -EACCES;
+    if (!self->audit)
         goto failed;
     rc = -EADDRINUSE;
     relais_pub_opts_t pub_opts = {
@@ -1659,8 +1995,12 @@ router_server_start (router_server_t *self)
     uv_timer_init (self->loop, &self->due_timer);
     uv_timer_init (self->loop, &self->tick);
     uv_timer_init (self->loop, &self->kick);
-    self->due_timer.data = self->tick.data = self->kick.data = self;
+    uv_timer_init (self->loop, &self->retention);
+    self->due_timer.data = self->tick.data = self->kick.data = self->retention.data = self;
     self->timers_open = true;
+    uint64_t every = relais_config_duration_ms (config, "router/retention/every", 86400000);
+    every = every? every: 86400000;
+    uv_timer_start (&self->retention, s_on_retention, every, every);
     relais_sub_opts_t sub_opts = {
         .heartbeat_ms = relais_config_duration_ms (config, "intake/heartbeat", 1000),
     };
@@ -1703,6 +2043,8 @@ router_server_stop (router_server_t *self)
         uv_timer_stop (&self->due_timer);
         uv_timer_stop (&self->tick);
         uv_timer_stop (&self->kick);
+        uv_timer_stop (&self->retention);
+        uv_close ((uv_handle_t *) &self->retention, NULL);
         uv_close ((uv_handle_t *) &self->due_timer, NULL);
         uv_close ((uv_handle_t *) &self->tick, NULL);
         uv_close ((uv_handle_t *) &self->kick, NULL);
@@ -1728,6 +2070,7 @@ router_server_destroy (router_server_t **self_p)
         free (fill);
     }
     relais_store_destroy (&self->store);
+    relais_audit_destroy (&self->audit);
     for (size_t i = 0; i < self->known_count; i++)
         free (self->known [i]);
     free (self->known);

@@ -669,6 +669,149 @@ test_backup_verify (void)
     CHECK (relais_store_verify (s_dir ("no-such-store"), &info) != 0);
 }
 
+//  ---------------------------------------------------------------------------
+//  compaction: erased values leave data.mdb, the rest stays
+
+#define S_CANARY "Canary-Zorglub-0611223344"
+
+//  Count occurrences of needle in dir/data.mdb
+static int
+s_hits (const char *dir, const char *needle)
+{
+    char path [700];
+    snprintf (path, sizeof path, "%s/data.mdb", dir);
+    FILE *file = fopen (path, "rb");
+    CHECK (file);
+    fseek (file, 0, SEEK_END);
+    long size = ftell (file);
+    fseek (file, 0, SEEK_SET);
+    char *bytes = (char *) malloc ((size_t) size + 1);
+    CHECK (bytes && fread (bytes, 1, (size_t) size, file) == (size_t) size);
+    fclose (file);
+    size_t n = strlen (needle);
+    int hits = 0;
+    for (long i = 0; i + (long) n <= size; i++)
+        hits += memcmp (bytes + i, needle, n) == 0;
+    free (bytes);
+    return hits;
+}
+
+//  Records with the canary: small ones (in a page), a big one (overflow pages)
+static int
+s_put_canaries (relais_txn_t *txn, void *arg)
+{
+    (void) arg;
+    int db = relais_store_dbi (relais_txn_store (txn), "things");
+    char key [16], val [64];
+    for (int i = 0; i < 50; i++) {
+        snprintf (key, sizeof key, "c%03d", i);
+        snprintf (val, sizeof val, "%s #%d", S_CANARY, i);
+        CHECK_OK (relais_txn_put (txn, db, key, strlen (key), val, strlen (val)));
+        snprintf (key, sizeof key, "keep%03d", i);
+        CHECK_OK (relais_txn_put (txn, db, key, strlen (key), "kept", 4));
+    }
+    static char big [20000];
+    for (size_t i = 0; i + sizeof S_CANARY < sizeof big; i += sizeof S_CANARY)
+        memcpy (big + i, S_CANARY "|", sizeof S_CANARY);
+    CHECK_OK (relais_txn_put (txn, db, "big", 3, big, sizeof big));
+    uint64_t first, last;
+    CHECK_OK (relais_log_bounds (txn, &first, &last));
+    CHECK_OK (relais_log_append (txn, last + 1, "event", 5));
+    return relais_ckpt_set (txn, "intake", 7);
+}
+
+//  Erase: overwrite half (shorter values, same keys), delete the rest
+static int
+s_erase_canaries (relais_txn_t *txn, void *arg)
+{
+    (void) arg;
+    int db = relais_store_dbi (relais_txn_store (txn), "things");
+    char key [16];
+    for (int i = 0; i < 50; i++) {
+        snprintf (key, sizeof key, "c%03d", i);
+        if (i % 2)
+            CHECK_OK (relais_txn_del (txn, db, key, strlen (key)));
+        else
+            CHECK_OK (relais_txn_put (txn, db, key, strlen (key), "x", 1));
+    }
+    return relais_txn_del (txn, db, "big", 3);
+}
+
+static int
+s_check_after (relais_txn_t *txn, void *arg)
+{
+    (void) arg;
+    int db = relais_store_dbi (relais_txn_store (txn), "things");
+    const void *val;
+    size_t size;
+    char key [16];
+    for (int i = 0; i < 50; i++) {
+        snprintf (key, sizeof key, "keep%03d", i);
+        CHECK_OK (relais_txn_get (txn, db, key, strlen (key), &val, &size));
+        CHECK (size == 4 && memcmp (val, "kept", 4) == 0);
+        snprintf (key, sizeof key, "c%03d", i);
+        int rc = relais_txn_get (txn, db, key, strlen (key), &val, &size);
+        CHECK (i % 2? rc == RELAIS_ENOTFOUND: rc == 0 && size == 1);
+    }
+    CHECK (relais_txn_get (txn, db, "big", 3, &val, &size) == RELAIS_ENOTFOUND);
+    uint64_t first, last, seq;
+    CHECK_OK (relais_log_bounds (txn, &first, &last));
+    CHECK (first == 1 && last == (uint64_t) (uintptr_t) arg);
+    CHECK_OK (relais_ckpt_get (txn, "intake", &seq));
+    CHECK (seq == 7);
+    return 0;
+}
+
+static int
+s_check_after_1 (relais_txn_t *txn, void *arg)
+{
+    (void) arg;
+    return s_check_after (txn, (void *) (uintptr_t) 1);
+}
+
+static int
+s_check_after_11 (relais_txn_t *txn, void *arg)
+{
+    (void) arg;
+    return s_check_after (txn, (void *) (uintptr_t) 11);
+}
+
+static void
+test_compact (void)
+{
+    relais_store_t *store = s_open ("compact", 0, 0);
+    char dir [600];
+    snprintf (dir, sizeof dir, "%s", s_dir ("compact"));
+    CHECK_OK (relais_store_write (store, s_put_canaries, NULL));
+    CHECK (s_hits (dir, S_CANARY) > 50);
+    CHECK_OK (relais_store_write (store, s_erase_canaries, NULL));
+    //  Deleting is not enough: LMDB keeps the old pages (copy on write)
+    CHECK (s_hits (dir, S_CANARY) > 0);
+    size_t before = 0, after = 0;
+    CHECK_OK (relais_store_compact (store, &before, &after));
+    CHECK (before > 0 && after > 0 && after <= before);
+    CHECK (s_hits (dir, S_CANARY) == 0);
+    CHECK_OK (relais_store_read (store, s_check_after_1, NULL));
+    //  The store goes on: writes, reads, the log continues
+    CHECK_OK (relais_store_write (store, s_append_ten, NULL));
+    CHECK_OK (relais_store_read (store, s_check_after_11, NULL));
+    relais_store_info_t info;
+    CHECK_OK (relais_store_verify (dir, &info));
+    CHECK (info.log_last == 11 && info.log_entries == 11);
+    //  Compacting twice is harmless; no temp folder is left
+    CHECK_OK (relais_store_compact (store, NULL, NULL));
+    char tmp [700];
+    snprintf (tmp, sizeof tmp, "%s/compact.tmp", dir);
+    struct stat st;
+    CHECK (stat (tmp, &st) != 0 && errno == ENOENT);
+    relais_store_destroy (&store);
+    //  And it reopens from the compacted file
+    store = s_open ("compact", 0, 0);
+    CHECK_OK (relais_store_read (store, s_check_after_11, NULL));
+    CHECK (s_hits (dir, S_CANARY) == 0);
+    relais_store_destroy (&store);
+}
+
 int
 main (void)
 {
@@ -690,6 +833,7 @@ main (void)
     RUN (test_stale_reader);
     RUN (test_bad_folder);
     RUN (test_backup_verify);
+    RUN (test_compact);
 
     CHECK (nftw (s_root, s_remove_one, 16, FTW_DEPTH | FTW_PHYS) == 0);
     fprintf (stderr, "test_store: OK\n");

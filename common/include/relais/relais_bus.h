@@ -151,6 +151,7 @@ typedef struct {
     uint64_t heartbeats;
     uint64_t fetches;               //  fetch requests served
     uint64_t fetch_errors;          //  bad fetch requests
+    uint64_t rebinds;               //  PUB re-bound after a certificate was revoked
 } relais_pub_stats_t;
 void
     relais_pub_stats (relais_pub_t *self, relais_pub_stats_t *stats);

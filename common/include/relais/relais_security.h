@@ -51,6 +51,7 @@ typedef struct {
 typedef struct {
     uint64_t allowed;                           //  handshakes admitted
     uint64_t refused;                           //  handshakes refused (any reason)
+    uint64_t revoked;                           //  certificates revoked (gone from the folder)
 } relais_security_stats_t;
 
 //  Declare the "security" section (curve, certs). Returns 0 or RELAIS_ECONFIG.
@@ -86,6 +87,20 @@ int
 //  Returns false when security is on and the sender is not in the roster.
 bool
     relais_security_peer (zframe_t *frame, relais_peer_t *peer);
+
+//  Re-read the certificate folder now (the ZAP handler also does it every
+//  security/refresh, default 10 s). A certificate whose file is gone, or
+//  whose name, role or partner changed, is revoked: its next handshake is
+//  refused, relais_security_peer stops knowing it, and the common poller
+//  refuses every further message of its open sessions. A file that does
+//  not load is skipped (logged): it cannot hold a revocation back. Does
+//  nothing when security is off.
+void
+    relais_security_refresh (void);
+
+//  Incremented each time a refresh revokes certificates.
+uint64_t
+    relais_security_generation (void);
 
 //  True when role may use the endpoint of ZAP domain "<service>/<key>".
 bool

@@ -161,6 +161,20 @@ int
 int
     relais_store_verify (const char *dir, relais_store_info_t *info);
 
+//  Rewrite the store in place so that deleted and overwritten values are
+//  gone from data.mdb (LMDB leaves them in free pages and page gaps): every
+//  key of every database the store was opened with is copied in order into
+//  a fresh environment (<dir>/compact.tmp), committed durably, and the new
+//  data.mdb renamed over the old one; the environment is then reopened and
+//  the store goes on. Call it on the owner's thread between transactions,
+//  as the only process using the store (another reader would keep a stale
+//  lock file). Fills before/after with data.mdb's size when not NULL.
+//  Returns 0; a negative code with the old store still in use (the copy
+//  failed: logged); or RELAIS_EFATAL when the store could not be reopened
+//  (the caller must exit).
+int
+    relais_store_compact (relais_store_t *self, size_t *before, size_t *after);
+
 //  Helpers for big-endian u64 keys (they sort in numeric order).
 void     relais_u64_to_key (uint64_t value, uint8_t key [8]);
 uint64_t relais_key_to_u64 (const void *key);
