@@ -7,14 +7,18 @@
       A   one fsync'd LMDB commit per event (relais_store_write, one put);
       A2  group commits of 1,000 events per LMDB transaction;
       B   raw ZeroMQ PUB->SUB of the same payload, over ipc:// and tcp://;
-      4   intake: durable acked submits/s, 1 pipelined producer and 8, and
-          the ack latency of a lone submit (1 in flight);
+      4   intake: durable acked submits/s, 1 pipelined producer with 1000
+          and with 100 in flight, 8 producers, each with intake's own CPU
+          time per submit; the ack latency of a lone submit (1 in flight);
       5   submit -> subscriber latency at a paced 1,000 submits/s;
       6   fetch replay of intake's whole log, events/s and MB/s;
+      R   intake's resident memory (VmRSS) idle after start, and after load;
     then the group-commit gain: (4, 8 producers) over (A).
     @discuss
     Usage: relais-bench [--intake PATH] [--dir DIR] [--smoke] [--json]
                         [--keep] [--submits N] [--producers N] [--window N]
+                        [--quick]
+    --quick skips A, A2, B and 5: intake's own figures, for quick compares.
     The bench starts intake itself: a temporary folder (mkdtemp under --dir,
     $TMPDIR or /tmp) holds the deployment file, the data and the ipc://
     sockets; intake is stopped with SIGTERM by its pid and the folder is
@@ -60,7 +64,7 @@ static volatile sig_atomic_t s_interrupted = 0;
 typedef struct {
     const char *intake;             //  path of relais-intake
     const char *base;               //  parent of the temporary folder
-    bool smoke, json, keep;
+    bool smoke, json, keep, quick;
     uint64_t fsync_events;          //  A
     uint64_t group_events;          //  A2
     uint64_t group_size;            //  A2 events per transaction
@@ -92,6 +96,7 @@ typedef struct {
     uint64_t resends;               //  requests sent again after S_RESEND_US
     double seconds;
     double rate;                    //  acks per second
+    double cpu_us;                  //  intake's CPU (user + sys) per ack, µs
     char first_error [192];
 } s_submits_t;
 
@@ -123,10 +128,12 @@ typedef struct {
     s_rate_t fsync_each;            //  A
     s_rate_t group;                 //  A2
     s_raw_t raw_ipc, raw_tcp;       //  B
-    s_submits_t one, many;          //  4
+    s_submits_t one, narrow, many;  //  4: window 1000, window 100, N producers
     s_latency_t lone;               //  4
     s_latency_t paced;              //  5
     s_fetch_t fetch;                //  6
+    long rss_idle_kib;              //  R: intake's VmRSS once ready (-1: unknown)
+    long rss_loaded_kib;            //  R: and after every phase
     int intake_exit;                //  exit status of intake (-1: killed / unknown)
 } s_results_t;
 
@@ -1301,6 +1308,58 @@ s_intake_stop (s_intake_t *self)
     return status >= 0 && WIFEXITED (status)? WEXITSTATUS (status): -1;
 }
 
+//  The child's CPU time (user + sys) in µs from /proc/PID/stat, or -1.
+static double
+s_proc_cpu_us (pid_t pid)
+{
+    char path [64], line [1024];
+    snprintf (path, sizeof path, "/proc/%ld/stat", (long) pid);
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return -1;
+    size_t n = fread (line, 1, sizeof line - 1, file);
+    fclose (file);
+    line [n] = 0;
+    //  Fields after the command name (which may hold spaces): state is 3rd,
+    //  utime the 14th and stime the 15th
+    char *p = strrchr (line, ')');
+    unsigned long long utime, stime;
+    if (!p || sscanf (p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+                      &utime, &stime) != 2)
+        return -1;
+    return (double) (utime + stime) * 1e6 / (double) sysconf (_SC_CLK_TCK);
+}
+
+//  The child's resident memory (VmRSS) in KiB from /proc/PID/status, or -1.
+static long
+s_proc_rss_kib (pid_t pid)
+{
+    char path [64], line [256];
+    snprintf (path, sizeof path, "/proc/%ld/status", (long) pid);
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return -1;
+    long kib = -1;
+    while (fgets (line, sizeof line, file))
+        if (sscanf (line, "VmRSS: %ld kB", &kib) == 1)
+            break;
+    fclose (file);
+    return kib;
+}
+
+//  One throughput run, with intake's CPU time per acked submit.
+static int
+s_bench_submits_cpu (s_intake_t *intake, const char *tag, uint32_t producers,
+                     uint64_t total, uint32_t window, s_submits_t *result)
+{
+    double before = s_proc_cpu_us (intake->pid);
+    int rc = s_bench_submits (intake->submit, tag, producers, total, window, result);
+    double after = s_proc_cpu_us (intake->pid);
+    result->cpu_us = before >= 0 && after >= 0 && result->acked
+                   ? (after - before) / (double) result->acked: -1;
+    return rc;
+}
+
 //  ---------------------------------------------------------------------------
 //  Machine information
 
@@ -1422,17 +1481,21 @@ s_print_json (const s_results_t *r, const s_opts_t *o)
                 (unsigned long long) raws [i]->sent, (unsigned long long) raws [i]->received,
                 raws [i]->seconds, raws [i]->rate);
     }
-    const s_submits_t *subs [2] = { &r->one, &r->many };
-    const char *sub_names [2] = { "intake_submits_1_producer", "intake_submits_n_producers" };
-    uint32_t counts [2] = { 1, o->producers };
-    for (int i = 0; i < 2; i++)
+    const s_submits_t *subs [3] = { &r->one, &r->narrow, &r->many };
+    const char *sub_names [3] = { "intake_submits_1_producer", "intake_submits_1_producer_window_100",
+                                  "intake_submits_n_producers" };
+    uint32_t counts [3] = { 1, 1, o->producers };
+    uint32_t windows [3] = { o->window, 100, o->window };
+    for (int i = 0; i < 3; i++)
         printf (",\"%s\":{\"producers\":%u,\"window\":%u,\"requests\":%llu,\"acked\":%llu,"
                 "\"errors\":%llu,\"resends\":%llu,\"seconds\":%.3f,\"acks_per_s\":%.1f,"
-                "\"gain_over_commit_per_event\":%.2f}",
-                sub_names [i], counts [i], o->window, (unsigned long long) subs [i]->requests,
+                "\"intake_cpu_us_per_ack\":%.2f,\"gain_over_commit_per_event\":%.2f}",
+                sub_names [i], counts [i], windows [i], (unsigned long long) subs [i]->requests,
                 (unsigned long long) subs [i]->acked, (unsigned long long) subs [i]->errors,
                 (unsigned long long) subs [i]->resends, subs [i]->seconds, subs [i]->rate,
-                s_gain (r, subs [i]));
+                subs [i]->cpu_us, s_gain (r, subs [i]));
+    printf (",\"intake_rss_kib\":{\"idle\":%ld,\"after_load\":%ld}",
+            r->rss_idle_kib, r->rss_loaded_kib);
     printf (",\"intake_lone_ack_latency_ms\":{\"samples\":%llu,\"p50\":%.3f,\"p99\":%.3f,\"max\":%.3f}",
             (unsigned long long) r->lone.samples, r->lone.p50_ms, r->lone.p99_ms, r->lone.max_ms);
     printf (",\"submit_to_sub_latency_ms\":{\"target_rate\":%llu,\"actual_rate\":%.1f,"
@@ -1478,18 +1541,19 @@ s_print_table (const s_results_t *r, const s_opts_t *o)
                 (unsigned long long) raws [i]->received, (unsigned long long) raws [i]->sent,
                 raws [i]->sent? 100.0 * (double) raws [i]->received / (double) raws [i]->sent: 0);
     }
-    const s_submits_t *subs [2] = { &r->one, &r->many };
-    for (int i = 0; i < 2; i++) {
+    const s_submits_t *subs [3] = { &r->one, &r->narrow, &r->many };
+    for (int i = 0; i < 3; i++) {
         snprintf (what, sizeof what, "intake durable acked submits, %u producer%s, window %u",
-                  i == 0? 1: o->producers, i == 0? "": "s", o->window);
+                  i < 2? 1: o->producers, i < 2? "": "s", i == 1? 100: o->window);
         char resent [64] = "";
         if (subs [i]->resends)
             snprintf (resent, sizeof resent, ", %llu RESENT (no ack in %llu s)",
                       (unsigned long long) subs [i]->resends,
                       (unsigned long long) (S_RESEND_US / 1000000));
-        printf ("  %-4s %-52s %9llu  %12.0f submits/s %.2f s, x%.1f over A%s%s%s\n", "4", what,
+        printf ("  %-4s %-52s %9llu  %12.0f submits/s %.2f s, intake CPU %.1f us/submit, "
+                "x%.1f over A%s%s%s\n", "4", what,
                 (unsigned long long) subs [i]->requests, subs [i]->rate, subs [i]->seconds,
-                s_gain (r, subs [i]), resent, subs [i]->errors? ", ERRORS: ": "",
+                subs [i]->cpu_us, s_gain (r, subs [i]), resent, subs [i]->errors? ", ERRORS: ": "",
                 subs [i]->errors? subs [i]->first_error: "");
     }
     printf ("  %-4s %-52s %9llu  p50 %7.3f ms       p99 %.3f ms, max %.3f ms\n", "4",
@@ -1505,16 +1569,19 @@ s_print_table (const s_results_t *r, const s_opts_t *o)
             (unsigned long long) r->fetch.events, r->fetch.rate, r->fetch.mb_per_s,
             (unsigned long long) r->fetch.requests,
             r->fetch.contiguous? "seqs contiguous": "SEQS NOT CONTIGUOUS");
+    printf ("  %-4s %-52s %9s  %9.1f MiB      after load %.1f MiB (VmRSS)\n", "R",
+            "intake resident memory, idle after start", "",
+            r->rss_idle_kib / 1024.0, r->rss_loaded_kib / 1024.0);
     double gain = s_gain (r, &r->many);
     printf ("\n  group commit gain x%.1f over one commit per event "
             "(%u producers: %.0f submits/s vs A: %.0f events/s) - goal >= x20: %s\n",
             gain, o->producers, r->many.rate, r->fsync_each.rate,
             gain >= 20? "met": "NOT met");
-    if (r->one.resends || r->many.resends)
+    if (r->one.resends || r->narrow.resends || r->many.resends)
         printf ("  WARNING    intake left %llu submits unanswered for %llu s (lost acks or requests);\n"
                 "             the producers resent them with the same idem, and the rates above\n"
                 "             include that wait\n",
-                (unsigned long long) (r->one.resends + r->many.resends),
+                (unsigned long long) (r->one.resends + r->narrow.resends + r->many.resends),
                 (unsigned long long) (S_RESEND_US / 1000000));
     printf ("  intake stopped with SIGTERM, exit code %d\n", r->intake_exit);
 }
@@ -1535,7 +1602,8 @@ s_usage (FILE *out)
         "  --keep         keep the temporary folder (data, intake.log)\n"
         "  --submits N    submits of each throughput run (default 50000)\n"
         "  --producers N  producers of the second throughput run (default 8)\n"
-        "  --window N     requests in flight per producer (default 1000)\n");
+        "  --window N     requests in flight per producer (default 1000)\n"
+        "  --quick        skip A, A2, B and 5 (intake's own figures only)\n");
 }
 
 static bool
@@ -1606,6 +1674,9 @@ main (int argc, char *argv [])
         if (strcmp (arg, "--keep") == 0)
             o.keep = true;
         else
+        if (strcmp (arg, "--quick") == 0)
+            o.quick = true;
+        else
         if (strcmp (arg, "--submits") == 0 && has_value && s_arg_uint (argv [i + 1], 1, &submits))
             i++;
         else
@@ -1651,6 +1722,7 @@ main (int argc, char *argv [])
         used += (size_t) n;
     }
     r.intake_exit = -1;
+    r.rss_idle_kib = r.rss_loaded_kib = -1;
 
     char *intake_default = NULL;
     if (!o.intake) {
@@ -1709,8 +1781,9 @@ main (int argc, char *argv [])
                  (unsigned long long) o.fsync_events);
     phase = "A";
     snprintf (path, sizeof path, "%s/lmdb-a", intake.dir);
-    rc = s_bench_lmdb (path, o.fsync_events, 1, payload.data, payload.size, &r.fsync_each);
-    if (!rc) {
+    if (!o.quick)
+        rc = s_bench_lmdb (path, o.fsync_events, 1, payload.data, payload.size, &r.fsync_each);
+    if (!rc && !o.quick) {
         if (!o.json)
             fprintf (stderr, "relais-bench: A2 LMDB group commit (%llu)...\n",
                      (unsigned long long) o.group_events);
@@ -1720,7 +1793,7 @@ main (int argc, char *argv [])
                            &r.group);
     }
     //  B: raw ZeroMQ
-    if (!rc) {
+    if (!rc && !o.quick) {
         if (!o.json)
             fprintf (stderr, "relais-bench: B  ZeroMQ PUB->SUB (%llu msgs, ipc and tcp)...\n",
                      (unsigned long long) o.raw_msgs);
@@ -1743,22 +1816,35 @@ main (int argc, char *argv [])
             rc = s_intake_wait_ready (&intake, 20000);
         if (rc)
             snprintf (error, sizeof error, "intake did not answer status: %s", relais_strerror (rc));
+        else {
+            s_sleep_ms (200);           //  let start-up allocations settle
+            r.rss_idle_kib = s_proc_rss_kib (intake.pid);
+        }
     }
     if (!rc) {
         if (!o.json)
             fprintf (stderr, "relais-bench: 4  intake, 1 producer (%llu submits)...\n",
                      (unsigned long long) o.submits);
         phase = "4 one producer";
-        rc = s_bench_submits (intake.submit, "one", 1, o.submits, o.window, &r.one);
+        rc = s_bench_submits_cpu (&intake, "one", 1, o.submits, o.window, &r.one);
         if (rc)
             snprintf (error, sizeof error, "%s", r.one.first_error);
+    }
+    if (!rc) {
+        if (!o.json)
+            fprintf (stderr, "relais-bench: 4  intake, 1 producer, window 100 (%llu submits)...\n",
+                     (unsigned long long) o.submits);
+        phase = "4 one producer, window 100";
+        rc = s_bench_submits_cpu (&intake, "narrow", 1, o.submits, 100, &r.narrow);
+        if (rc)
+            snprintf (error, sizeof error, "%s", r.narrow.first_error);
     }
     if (!rc) {
         if (!o.json)
             fprintf (stderr, "relais-bench: 4  intake, %u producers (%llu submits)...\n",
                      o.producers, (unsigned long long) o.submits);
         phase = "4 many producers";
-        rc = s_bench_submits (intake.submit, "many", o.producers, o.submits, o.window, &r.many);
+        rc = s_bench_submits_cpu (&intake, "many", o.producers, o.submits, o.window, &r.many);
         if (rc)
             snprintf (error, sizeof error, "%s", r.many.first_error);
     }
@@ -1769,7 +1855,7 @@ main (int argc, char *argv [])
         phase = "4 lone latency";
         rc = s_bench_lone (intake.submit, o.lone, &r.lone, error, sizeof error);
     }
-    if (!rc) {
+    if (!rc && !o.quick) {
         if (!o.json)
             fprintf (stderr, "relais-bench: 5  submit -> SUB latency at %llu/s for %llu ms...\n",
                      (unsigned long long) o.paced_rate, (unsigned long long) o.paced_ms);
@@ -1783,6 +1869,8 @@ main (int argc, char *argv [])
         phase = "6 fetch replay";
         rc = s_bench_fetch (intake.fetch, o.fetch_max, &r.fetch, error, sizeof error);
     }
+    if (intake.pid > 0)
+        r.rss_loaded_kib = s_proc_rss_kib (intake.pid);
     if (rc && intake.pid > 0 && !s_interrupted)
         s_intake_log_tail (&intake);
     r.intake_exit = s_intake_stop (&intake);
