@@ -747,6 +747,39 @@ relais_log_get (relais_txn_t *txn, uint64_t seq, const void **bytes, size_t *siz
 }
 
 int
+relais_log_scan (relais_txn_t *txn, uint64_t from, relais_log_fn *fn, void *arg)
+{
+    s_require (txn && txn->txn && fn, "relais_log_scan misuse");
+    MDB_cursor *cursor;
+    int rc = mdb_cursor_open (txn->txn, txn->store->log, &cursor);
+    if (rc)
+        return s_map_rc (rc);
+    uint8_t key [8];
+    relais_u64_to_key (from, key);
+    MDB_val k = { 8, key };
+    MDB_val v;
+    MDB_cursor_op op = MDB_SET_RANGE;
+    int result = 0;
+    while ((rc = mdb_cursor_get (cursor, &k, &v, op)) == 0) {
+        op = MDB_NEXT;
+        if (k.mv_size != 8) {
+            //  Disk contents: refused, never asserted
+            result = RELAIS_EMALFORMED;
+            break;
+        }
+        int step = fn (relais_key_to_u64 (k.mv_data), v.mv_data, v.mv_size, arg);
+        if (step < 0)
+            result = step;
+        if (step != 0)
+            break;
+    }
+    if (rc && rc != MDB_NOTFOUND)
+        result = s_map_rc (rc);
+    mdb_cursor_close (cursor);
+    return result;
+}
+
+int
 relais_log_bounds (relais_txn_t *txn, uint64_t *first, uint64_t *last)
 {
     s_require (txn && txn->txn && first && last, "relais_log_bounds misuse");

@@ -113,6 +113,7 @@ typedef struct {
     double rate, mb_per_s;
     bool contiguous;
     uint64_t last;
+    double cpu_us;                  //  intake's CPU per replayed event, µs
 } s_fetch_t;
 
 typedef struct {
@@ -1504,10 +1505,11 @@ s_print_json (const s_results_t *r, const s_opts_t *o)
             (unsigned long long) r->paced.samples, r->paced.p50_ms, r->paced.p99_ms,
             r->paced.max_ms);
     printf (",\"fetch_replay\":{\"events\":%llu,\"requests\":%llu,\"bytes\":%llu,\"seconds\":%.3f,"
-            "\"events_per_s\":%.1f,\"mb_per_s\":%.2f,\"contiguous\":%s}",
+            "\"events_per_s\":%.1f,\"mb_per_s\":%.2f,\"intake_cpu_us_per_event\":%.3f,"
+            "\"contiguous\":%s}",
             (unsigned long long) r->fetch.events, (unsigned long long) r->fetch.requests,
             (unsigned long long) r->fetch.bytes, r->fetch.seconds, r->fetch.rate,
-            r->fetch.mb_per_s, r->fetch.contiguous? "true": "false");
+            r->fetch.mb_per_s, r->fetch.cpu_us, r->fetch.contiguous? "true": "false");
     printf (",\"group_commit_gain\":%.2f,\"goal\":20,\"goal_met\":%s,\"intake_exit\":%d}\n",
             s_gain (r, &r->many), s_gain (r, &r->many) >= 20? "true": "false", r->intake_exit);
 }
@@ -1565,8 +1567,9 @@ s_print_table (const s_results_t *r, const s_opts_t *o)
             "5", what, (unsigned long long) r->paced.samples, r->paced.p50_ms, r->paced.p99_ms,
             r->paced.max_ms, r->paced.actual_rate);
     snprintf (what, sizeof what, "fetch replay of the whole log (max %u per fetch)", o->fetch_max);
-    printf ("  %-4s %-52s %9llu  %12.0f events/s  %.1f MB/s, %llu fetches, %s\n", "6", what,
-            (unsigned long long) r->fetch.events, r->fetch.rate, r->fetch.mb_per_s,
+    printf ("  %-4s %-52s %9llu  %12.0f events/s  %.1f MB/s, intake CPU %.2f us/event, "
+            "%llu fetches, %s\n", "6", what,
+            (unsigned long long) r->fetch.events, r->fetch.rate, r->fetch.mb_per_s, r->fetch.cpu_us,
             (unsigned long long) r->fetch.requests,
             r->fetch.contiguous? "seqs contiguous": "SEQS NOT CONTIGUOUS");
     printf ("  %-4s %-52s %9s  %9.1f MiB      after load %.1f MiB (VmRSS)\n", "R",
@@ -1867,7 +1870,11 @@ main (int argc, char *argv [])
         if (!o.json)
             fprintf (stderr, "relais-bench: 6  fetch replay...\n");
         phase = "6 fetch replay";
+        double before = s_proc_cpu_us (intake.pid);
         rc = s_bench_fetch (intake.fetch, o.fetch_max, &r.fetch, error, sizeof error);
+        double after = s_proc_cpu_us (intake.pid);
+        r.fetch.cpu_us = before >= 0 && after >= 0 && r.fetch.events
+                       ? (after - before) / (double) r.fetch.events: -1;
     }
     if (intake.pid > 0)
         r.rss_loaded_kib = s_proc_rss_kib (intake.pid);
