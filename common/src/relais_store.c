@@ -280,6 +280,19 @@ relais_store_new (const char *dir, const relais_store_opts_t *opts)
     if (rc == 0)
         rc = mdb_env_set_maxreaders (self->env, S_MAX_READERS);
     //  MDB_NOTLS: reads from the threadpool; the durable defaults otherwise.
+    //  Why two flushes per commit stay (issue #11 asked whether one would
+    //  do): LMDB 0.9 commits by writing the txn's pages, fdatasync, then
+    //  the meta page that points at the new root, written O_DSYNC. Its meta
+    //  pages carry no checksum: at open LMDB trusts the one with the higher
+    //  txnid. MDB_NOSYNC + one mdb_env_sync (force) per group would write
+    //  pages and meta and flush them together, but a disk may persist them
+    //  in any order: a power cut during that flush can leave the new meta
+    //  on disk over pages that never got there, and LMDB would open a tree
+    //  made of stale, reused pages - the acked reports of earlier commits
+    //  lost with it. MDB_NOMETASYNC + an explicit sync is still two flushes
+    //  (data, then meta), so it saves nothing for a lone event; without the
+    //  explicit sync the last acked commit may vanish. So an ack costs
+    //  two ordered flushes; group commit spreads them over the batch.
     //  No map size before open: LMDB then takes the one recorded in the
     //  file, so a map grown before a restart does not start small again.
     if (rc == 0)
