@@ -90,7 +90,15 @@ struct relais_txn_t {
     bool rdonly;
     bool map_full;                  //  an operation hit MDB_MAP_FULL: grow, retry
     int error;                      //  first failed operation (mapped code)
+    //  Log bounds, read from meta once per txn; appends update them here
+    //  and meta once, just before the commit (not two gets and a put per
+    //  event: a third of a group commit's B-tree operations)
+    bool log_known;
+    bool log_dirty;
+    uint64_t log_first, log_last;
 };
+
+static int s_log_flush (relais_txn_t *txn);
 
 //  ---------------------------------------------------------------------------
 //  Return codes: LMDB's positive errno → -errno; its own codes are negative
@@ -434,6 +442,8 @@ relais_store_write (relais_store_t *self, relais_write_fn *fn, void *arg)
         self->writing = true;
         s_hooks_begin (self);
         rc = fn (&txn, arg);
+        if (rc == 0 && !txn.map_full && !txn.error && txn.log_dirty)
+            s_log_flush (&txn);         //  a failure lands in txn.error / map_full
         //  MAP_FULL wins over whatever fn made of it: the map grows and fn
         //  runs again. Any other failed operation makes the txn fail even
         //  if fn ignored it, so nothing half-done is committed.
@@ -743,10 +753,23 @@ relais_log_append (relais_txn_t *txn, uint64_t seq, const void *bytes, size_t si
     relais_u64_to_key (seq, key);
     //  Keys only grow: MDB_APPEND fills pages instead of splitting them
     rc = s_put (txn, txn->store->log, key, 8, bytes, size, MDB_APPEND);
-    if (rc == 0 && first == 0)
-        rc = s_meta_set_raw (txn, s_log_first_key, sizeof s_log_first_key - 1, seq);
+    if (rc == 0) {
+        if (first == 0)
+            txn->log_first = seq;
+        txn->log_last = seq;
+        txn->log_dirty = true;
+    }
+    return rc;
+}
+
+//  The txn's new log bounds into meta, in the same transaction as the
+//  entries (relais_store_write calls it once, after the callback).
+static int
+s_log_flush (relais_txn_t *txn)
+{
+    int rc = s_meta_set_raw (txn, s_log_first_key, sizeof s_log_first_key - 1, txn->log_first);
     if (rc == 0)
-        rc = s_meta_set_raw (txn, s_log_last_key, sizeof s_log_last_key - 1, seq);
+        rc = s_meta_set_raw (txn, s_log_last_key, sizeof s_log_last_key - 1, txn->log_last);
     return rc;
 }
 
@@ -796,10 +819,17 @@ int
 relais_log_bounds (relais_txn_t *txn, uint64_t *first, uint64_t *last)
 {
     s_require (txn && txn->txn && first && last, "relais_log_bounds misuse");
-    int rc = s_meta_get_raw (txn, s_log_first_key, sizeof s_log_first_key - 1, first);
-    if (rc == 0)
-        rc = s_meta_get_raw (txn, s_log_last_key, sizeof s_log_last_key - 1, last);
-    return rc;
+    if (!txn->log_known) {
+        int rc = s_meta_get_raw (txn, s_log_first_key, sizeof s_log_first_key - 1, &txn->log_first);
+        if (rc == 0)
+            rc = s_meta_get_raw (txn, s_log_last_key, sizeof s_log_last_key - 1, &txn->log_last);
+        if (rc)
+            return rc;
+        txn->log_known = true;
+    }
+    *first = txn->log_first;
+    *last = txn->log_last;
+    return 0;
 }
 
 //  ---------------------------------------------------------------------------
