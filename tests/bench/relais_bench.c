@@ -7,11 +7,14 @@
       A   one fsync'd LMDB commit per event (relais_store_write, one put);
       A2  group commits of 1,000 events per LMDB transaction;
       B   raw ZeroMQ PUB->SUB of the same payload, over ipc:// and tcp://;
+      B3  the same to 3 SUBs over ipc:// (per subscriber, the slowest);
       4   intake: durable acked submits/s, 1 pipelined producer with 1000
           and with 100 in flight, 8 producers, each with intake's own CPU
           time per submit; the ack latency of a lone submit (1 in flight);
       5   submit -> subscriber latency at a paced 1,000 submits/s;
       6   fetch replay of intake's whole log, events/s and MB/s;
+      7   intake's events to 3 plain SUBs while one producer submits with
+          a full window, beside B3: a raw PUB to the same 3 SUBs;
       R   intake's resident memory (VmRSS) idle after start, and after load;
     then the group-commit gain: (4, 8 producers) over (A).
     @discuss
@@ -84,11 +87,13 @@ typedef struct {
     double rate;
 } s_rate_t;
 
+#define S_FANOUT        3           //  subscribers of the fan-out phases
+
 typedef struct {
-    uint64_t sent, received;
+    uint64_t sent, received;        //  received: by the slowest subscriber
     double seconds;
-    double rate;                    //  received per second
-    char endpoint [128];
+    double rate;                    //  received per second, per subscriber
+    char endpoint [S_PATH_MAX];
 } s_raw_t;
 
 typedef struct {
@@ -129,6 +134,8 @@ typedef struct {
     s_rate_t fsync_each;            //  A
     s_rate_t group;                 //  A2
     s_raw_t raw_ipc, raw_tcp;       //  B
+    s_raw_t raw_fanout;             //  B3: raw PUB to 3 SUBs, ipc://
+    s_raw_t fanout;                 //  7: intake's events to 3 SUBs, submits pipelined
     s_submits_t one, narrow, many;  //  4: window 1000, window 100, N producers
     s_latency_t lone;               //  4
     s_latency_t paced;              //  5
@@ -489,20 +496,56 @@ s_raw_receiver (void *arg)
     return NULL;
 }
 
+//  A SUB for the fan-out phases: big HWM, no linger, one prefix.
+static zsock_t *
+s_sub_new (const char *prefix)
+{
+    zsock_t *sub = zsock_new (ZMQ_SUB);
+    if (!sub)
+        return NULL;
+    zsock_set_rcvhwm (sub, S_HWM);
+    zsock_set_linger (sub, 0);
+    zsock_set_subscribe (sub, prefix);
+    return sub;
+}
+
+//  Fill result from the receivers: the slowest one's count, over the time
+//  from start to the last receipt of any.
+static void
+s_raw_result (s_raw_t *result, const s_raw_rx_t *rx, int nsubs, uint64_t start)
+{
+    uint64_t least = UINT64_MAX, last = start;
+    for (int i = 0; i < nsubs; i++) {
+        if (rx [i].received < least)
+            least = rx [i].received;
+        if (rx [i].last_us > last)
+            last = rx [i].last_us;
+    }
+    result->received = least == UINT64_MAX? 0: least;
+    result->seconds = s_seconds (start, last);
+    result->rate = result->seconds > 0? (double) result->received / result->seconds: 0;
+}
+
 static int
 s_bench_raw (const char *bind_endpoint, uint64_t count, const void *payload, size_t size,
-             s_raw_t *result)
+             int nsubs, s_raw_t *result)
 {
     int rc = -1;
     zsock_t *pub = zsock_new (ZMQ_PUB);
-    zsock_t *sub = zsock_new (ZMQ_SUB);
-    if (!pub || !sub)
+    zsock_t *subs [S_FANOUT] = { NULL };
+    s_raw_rx_t rx [S_FANOUT];
+    pthread_t threads [S_FANOUT];
+    int started = 0;
+    if (nsubs < 1 || nsubs > S_FANOUT)
+        nsubs = 1;
+    memset (rx, 0, sizeof rx);
+    for (int i = 0; i < nsubs; i++)
+        if (!(subs [i] = s_sub_new ("")))
+            goto done;
+    if (!pub)
         goto done;
     zsock_set_sndhwm (pub, S_HWM);
     zsock_set_linger (pub, 0);
-    zsock_set_rcvhwm (sub, S_HWM);
-    zsock_set_linger (sub, 0);
-    zsock_set_subscribe (sub, "");
     int port = zsock_bind (pub, "%s", bind_endpoint);
     if (port < 0) {
         fprintf (stderr, "relais-bench: cannot bind %s\n", bind_endpoint);
@@ -511,29 +554,35 @@ s_bench_raw (const char *bind_endpoint, uint64_t count, const void *payload, siz
     char *last = zsock_last_endpoint (pub);
     snprintf (result->endpoint, sizeof result->endpoint, "%s", last? last: bind_endpoint);
     zstr_free (&last);
-    if (zsock_connect (sub, "%s", result->endpoint))
-        goto done;
-
-    //  The slow joiner: send probes until the subscription has arrived
     void *pub_handle = zsock_resolve (pub);
-    uint64_t deadline = relais_clock_mono () + 5000000;
-    bool joined = false;
-    while (!joined && relais_clock_mono () < deadline && !s_interrupted) {
-        zmq_send (pub_handle, "$join", 5, 0);
-        if (s_poll_in (sub, 20) > 0) {
-            char *probe = zstr_recv (sub);
-            zstr_free (&probe);
-            joined = true;
+    for (int i = 0; i < nsubs; i++) {
+        if (zsock_connect (subs [i], "%s", result->endpoint))
+            goto done;
+        //  The slow joiner: send probes until the subscription has arrived
+        uint64_t deadline = relais_clock_mono () + 5000000;
+        bool joined = false;
+        while (!joined && relais_clock_mono () < deadline && !s_interrupted) {
+            zmq_send (pub_handle, "$join", 5, 0);
+            if (s_poll_in (subs [i], 20) > 0)
+                joined = true;
+        }
+        if (!joined) {
+            fprintf (stderr, "relais-bench: SUB never joined %s\n", result->endpoint);
+            goto done;
         }
     }
-    if (!joined) {
-        fprintf (stderr, "relais-bench: SUB never joined %s\n", result->endpoint);
-        goto done;
+    //  Earlier subscribers got probes meant for later ones: drop them all
+    s_sleep_ms (50);
+    for (int i = 0; i < nsubs; i++)
+        while (s_poll_in (subs [i], 0) > 0) {
+            char *probe = zstr_recv (subs [i]);
+            zstr_free (&probe);
+        }
+    for (; started < nsubs; started++) {
+        rx [started].sub = subs [started];
+        if (pthread_create (&threads [started], NULL, s_raw_receiver, &rx [started]))
+            goto done;
     }
-    s_raw_rx_t rx = { sub, 0, 0 };
-    pthread_t thread;
-    if (pthread_create (&thread, NULL, s_raw_receiver, &rx))
-        goto done;
     uint64_t start = relais_clock_mono ();
     uint64_t sent = 0;
     for (; sent < count && !s_interrupted; sent++) {
@@ -547,17 +596,24 @@ s_bench_raw (const char *bind_endpoint, uint64_t count, const void *payload, siz
     for (int i = 0; i < 50 && !s_interrupted; i++) {
         zmq_send (pub_handle, "$end", 4, 0);
         s_sleep_ms (20);
-        if (rx.last_us && relais_clock_mono () - rx.last_us > 200000)
+        bool quiet = true;
+        for (int j = 0; j < nsubs; j++)
+            if (!rx [j].last_us || relais_clock_mono () - rx [j].last_us <= 200000)
+                quiet = false;
+        if (quiet)
             break;
     }
-    pthread_join (thread, NULL);
+    for (int i = 0; i < started; i++)
+        pthread_join (threads [i], NULL);
+    started = 0;
     result->sent = sent;
-    result->received = rx.received;
-    result->seconds = s_seconds (start, rx.last_us? rx.last_us: start);
-    result->rate = (double) rx.received / result->seconds;
+    s_raw_result (result, rx, nsubs, start);
     rc = s_interrupted || sent < count? -1: 0;
 done:
-    zsock_destroy (&sub);
+    for (int i = 0; i < started; i++)
+        pthread_join (threads [i], NULL);     //  they stop after 2 s of silence
+    for (int i = 0; i < nsubs; i++)
+        zsock_destroy (&subs [i]);
     zsock_destroy (&pub);
     return rc;
 }
@@ -1361,6 +1417,54 @@ s_bench_submits_cpu (s_intake_t *intake, const char *tag, uint32_t producers,
     return rc;
 }
 
+//  7: intake's events to 3 plain SUBs while one producer submits with a
+//  full window: events/s that reach the slowest subscriber, set beside B3
+//  (the same 3 SUBs on a raw PUB).
+static int
+s_bench_fanout (s_intake_t *intake, uint64_t total, uint32_t window, s_raw_t *result,
+                char *error, size_t error_size)
+{
+    zsock_t *subs [S_FANOUT] = { NULL };
+    s_raw_rx_t rx [S_FANOUT];
+    pthread_t threads [S_FANOUT];
+    int started = 0, rc = -ENOMEM;
+    memset (rx, 0, sizeof rx);
+    snprintf (result->endpoint, sizeof result->endpoint, "%s", intake->pub);
+    for (int i = 0; i < S_FANOUT; i++) {
+        if (!(subs [i] = s_sub_new ("signal.")))
+            goto done;
+        if (zsock_connect (subs [i], "%s", intake->pub)) {
+            rc = -EINVAL;
+            goto done;
+        }
+    }
+    //  No probe on intake's PUB: give the subscriptions time to arrive
+    s_sleep_ms (300);
+    for (; started < S_FANOUT; started++) {
+        rx [started].sub = subs [started];
+        if (pthread_create (&threads [started], NULL, s_raw_receiver, &rx [started]))
+            goto done;
+    }
+    s_submits_t load;
+    memset (&load, 0, sizeof load);
+    uint64_t start = relais_clock_mono ();
+    rc = s_bench_submits (intake->submit, "fanout", 1, total, window, &load);
+    if (rc)
+        snprintf (error, error_size, "%s", load.first_error);
+    //  The receivers stop after 2 s of silence
+    for (int i = 0; i < started; i++)
+        pthread_join (threads [i], NULL);
+    started = 0;
+    result->sent = load.acked + 1;          //  and the producer's warm-up submit
+    s_raw_result (result, rx, S_FANOUT, start);
+done:
+    for (int i = 0; i < started; i++)
+        pthread_join (threads [i], NULL);
+    for (int i = 0; i < S_FANOUT; i++)
+        zsock_destroy (&subs [i]);
+    return rc;
+}
+
 //  ---------------------------------------------------------------------------
 //  Machine information
 
@@ -1495,6 +1599,13 @@ s_print_json (const s_results_t *r, const s_opts_t *o)
                 (unsigned long long) subs [i]->acked, (unsigned long long) subs [i]->errors,
                 (unsigned long long) subs [i]->resends, subs [i]->seconds, subs [i]->rate,
                 subs [i]->cpu_us, s_gain (r, subs [i]));
+    const s_raw_t *fans [2] = { &r->raw_fanout, &r->fanout };
+    const char *fan_names [2] = { "zmq_pubsub_ipc_3_subscribers", "intake_to_3_subscribers" };
+    for (int i = 0; i < 2; i++)
+        printf (",\"%s\":{\"sent\":%llu,\"received_by_slowest\":%llu,\"seconds\":%.3f,"
+                "\"per_subscriber_per_s\":%.1f}", fan_names [i],
+                (unsigned long long) fans [i]->sent, (unsigned long long) fans [i]->received,
+                fans [i]->seconds, fans [i]->rate);
     printf (",\"intake_rss_kib\":{\"idle\":%ld,\"after_load\":%ld}",
             r->rss_idle_kib, r->rss_loaded_kib);
     printf (",\"intake_lone_ack_latency_ms\":{\"samples\":%llu,\"p50\":%.3f,\"p99\":%.3f,\"max\":%.3f}",
@@ -1543,6 +1654,10 @@ s_print_table (const s_results_t *r, const s_opts_t *o)
                 (unsigned long long) raws [i]->received, (unsigned long long) raws [i]->sent,
                 raws [i]->sent? 100.0 * (double) raws [i]->received / (double) raws [i]->sent: 0);
     }
+    printf ("  %-4s %-52s %9llu  %12.0f msgs/s    received %llu/%llu by the slowest of %d\n", "B3",
+            "ZeroMQ PUB->3 SUBs ipc://", (unsigned long long) r->raw_fanout.sent,
+            r->raw_fanout.rate, (unsigned long long) r->raw_fanout.received,
+            (unsigned long long) r->raw_fanout.sent, S_FANOUT);
     const s_submits_t *subs [3] = { &r->one, &r->narrow, &r->many };
     for (int i = 0; i < 3; i++) {
         snprintf (what, sizeof what, "intake durable acked submits, %u producer%s, window %u",
@@ -1572,6 +1687,11 @@ s_print_table (const s_results_t *r, const s_opts_t *o)
             (unsigned long long) r->fetch.events, r->fetch.rate, r->fetch.mb_per_s, r->fetch.cpu_us,
             (unsigned long long) r->fetch.requests,
             r->fetch.contiguous? "seqs contiguous": "SEQS NOT CONTIGUOUS");
+    printf ("  %-4s %-52s %9llu  %12.0f events/s  received %llu/%llu by the slowest of %d; "
+            "%.0f%% of B3 (0: B3 not run)\n", "7", "intake -> 3 SUBs, 1 producer, window 1000 (ipc://)",
+            (unsigned long long) r->fanout.sent, r->fanout.rate,
+            (unsigned long long) r->fanout.received, (unsigned long long) r->fanout.sent,
+            S_FANOUT, r->raw_fanout.rate > 0? 100.0 * r->fanout.rate / r->raw_fanout.rate: 0);
     printf ("  %-4s %-52s %9s  %9.1f MiB      after load %.1f MiB (VmRSS)\n", "R",
             "intake resident memory, idle after start", "",
             r->rss_idle_kib / 1024.0, r->rss_loaded_kib / 1024.0);
@@ -1802,11 +1922,17 @@ main (int argc, char *argv [])
                      (unsigned long long) o.raw_msgs);
         phase = "B ipc";
         snprintf (path, sizeof path, "ipc://%s/raw-pub", intake.dir);
-        rc = s_bench_raw (path, o.raw_msgs, payload.data, payload.size, &r.raw_ipc);
+        rc = s_bench_raw (path, o.raw_msgs, payload.data, payload.size, 1, &r.raw_ipc);
         if (!rc) {
             phase = "B tcp";
             rc = s_bench_raw ("tcp://127.0.0.1:*", o.raw_msgs, payload.data, payload.size,
-                              &r.raw_tcp);
+                              1, &r.raw_tcp);
+        }
+        if (!rc) {
+            phase = "B3 ipc, 3 subscribers";
+            snprintf (path, sizeof path, "ipc://%s/raw-fanout", intake.dir);
+            rc = s_bench_raw (path, o.raw_msgs, payload.data, payload.size, S_FANOUT,
+                              &r.raw_fanout);
         }
     }
     //  intake
@@ -1875,6 +2001,13 @@ main (int argc, char *argv [])
         double after = s_proc_cpu_us (intake.pid);
         r.fetch.cpu_us = before >= 0 && after >= 0 && r.fetch.events
                        ? (after - before) / (double) r.fetch.events: -1;
+    }
+    if (!rc) {
+        if (!o.json)
+            fprintf (stderr, "relais-bench: 7  intake -> %d subscribers (%llu submits)...\n",
+                     S_FANOUT, (unsigned long long) o.submits);
+        phase = "7 fan-out";
+        rc = s_bench_fanout (&intake, o.submits, o.window, &r.fanout, error, sizeof error);
     }
     if (intake.pid > 0)
         r.rss_loaded_kib = s_proc_rss_kib (intake.pid);
