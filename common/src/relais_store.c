@@ -92,7 +92,7 @@ struct relais_txn_t {
     int error;                      //  first failed operation (mapped code)
     //  Log bounds, read from meta once per txn; appends update them here
     //  and meta once, just before the commit (not two gets and a put per
-    //  event: a third of a group commit's B-tree operations)
+    //  event: about a quarter of intake's B-tree operations per report)
     bool log_known;
     bool log_dirty;
     uint64_t log_first, log_last;

@@ -105,7 +105,7 @@ struct intake_server_t {
     uint64_t now;                       //  clock of the open batch
     //  Reused from op to op: a fresh sbuffer mallocs 8 KiB at its first
     //  write, and a report is ~7.5 KiB of parsed fields; per event that
-    //  was a third of intake's time under load.
+    //  was a fifth of intake's time under load.
     s_op_t *pool;                       //  spare ops, their sig kept
     size_t pooled;
     msgpack_sbuffer reply;              //  an ack, outside the txn
