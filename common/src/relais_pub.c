@@ -19,6 +19,11 @@ typedef struct {
     size_t env_at, env_len;
 } s_pending_t;
 
+typedef struct {
+    const void *data;               //  in the read txn's map
+    size_t size;
+} s_fetched_t;
+
 struct relais_pub_t {
     uv_loop_t *loop;
     relais_store_t *store;
@@ -38,6 +43,7 @@ struct relais_pub_t {
     char *bound;                //  the PUB's endpoint as libzmq knows it (for unbind)
     uint64_t sec_generation;    //  revocations seen (relais_security_generation)
     bool rebind;                //  unbound after a revocation, bind again
+    s_fetched_t *fetched;           //  fetch_max_events entries, reused
 };
 
 static void
@@ -184,7 +190,26 @@ typedef struct {
     uint64_t max;
     const msgpack_object *rid;
     msgpack_sbuffer *out;
+    uint64_t count;                 //  entries in self->fetched
+    size_t bytes;
 } s_fetch_t;
+
+//  One step of the cursor walk: keep a pointer to the entry while the
+//  budget (events and bytes) allows and the seqs stay contiguous.
+static int
+s_fetch_collect (uint64_t seq, const void *bytes, size_t size, void *arg)
+{
+    s_fetch_t *f = (s_fetch_t *) arg;
+    if (seq != f->from + f->count)
+        return 1;                   //  a gap: the reply stops before it
+    if (f->count && f->bytes + size > f->self->opts.fetch_max_bytes)
+        return 1;
+    f->self->fetched [f->count].data = bytes;
+    f->self->fetched [f->count].size = size;
+    f->bytes += size;
+    f->count++;
+    return f->count < f->max? 0: 1;
+}
 
 static int
 s_fetch_read (relais_txn_t *txn, void *arg)
@@ -209,18 +234,20 @@ s_fetch_read (relais_txn_t *txn, void *arg)
         }
         return 0;
     }
-    //  Count what fits in the budget first: the array header comes first
-    uint64_t count = 0;
-    size_t bytes = 0;
-    const void *data;
-    size_t size;
-    for (uint64_t seq = f->from; seq <= last && count < f->max; seq++) {
-        if (relais_log_get (txn, seq, &data, &size))
-            break;
-        if (count && bytes + size > f->self->opts.fetch_max_bytes)
-            break;
-        bytes += size;
-        count++;
+    //  One cursor pass collects what fits in the budget (the array header
+    //  needs the count first); the stored envelopes are then copied as they
+    //  are, never decoded nor re-encoded, into a reply sized once.
+    f->count = 0;
+    f->bytes = 0;
+    if (f->from <= last && (rc = relais_log_scan (txn, f->from, s_fetch_collect, f)))
+        return rc;
+    size_t need = f->bytes + 256;   //  the map around them (a longer rid: sbuffer grows)
+    if (f->out->alloc < need) {
+        char *data = (char *) realloc (f->out->data, need);
+        if (!data)
+            return -ENOMEM;
+        f->out->data = data;
+        f->out->alloc = need;
     }
     msgpack_pack_map (&pk, 4 + (f->rid != NULL));
     relais_pack_kv_bool (&pk, "ok", true);
@@ -231,13 +258,9 @@ s_fetch_read (relais_txn_t *txn, void *arg)
         relais_pack_object (&pk, f->rid);
     }
     relais_pack_str (&pk, "events");
-    msgpack_pack_array (&pk, count);
-    for (uint64_t i = 0; i < count; i++) {
-        rc = relais_log_get (txn, f->from + i, &data, &size);
-        if (rc)
-            return rc;
-        relais_pack_raw (&pk, data, size);
-    }
+    msgpack_pack_array (&pk, f->count);
+    for (uint64_t i = 0; i < f->count; i++)
+        relais_pack_raw (&pk, f->self->fetched [i].data, f->self->fetched [i].size);
     return 0;
 }
 
@@ -314,7 +337,7 @@ s_on_fetch_request (relais_poller_t *poller, zmsg_t **msg_p, void *arg)
         relais_error_set (&err, RELAIS_CODE_UNKNOWN_OP, "op", "this endpoint serves fetch and status");
         goto error;
     }
-    s_fetch_t f = { self, 0, self->opts.fetch_max_events, rid, &out };
+    s_fetch_t f = { self, 0, self->opts.fetch_max_events, rid, &out, 0, 0 };
     if (!relais_msg_uint (relais_msg_get (&msg.root, "from"), &f.from) || f.from == 0) {
         relais_error_set (&err, RELAIS_CODE_INVALID, "from", "required, an integer >= 1");
         goto error;
@@ -374,6 +397,11 @@ relais_pub_new (uv_loop_t *loop, relais_store_t *store, const relais_pub_opts_t 
         self->opts.fetch_max_events = 1000;
     if (!self->opts.sndhwm)
         self->opts.sndhwm = 100000;
+    self->fetched = (s_fetched_t *) calloc (self->opts.fetch_max_events, sizeof *self->fetched);
+    if (!self->fetched) {
+        free (self);
+        return NULL;
+    }
     snprintf (self->name, sizeof self->name, "%s", opts->name);
     msgpack_sbuffer_init (&self->pending);
 
@@ -431,6 +459,7 @@ s_on_timer_closed (uv_handle_t *handle)
     msgpack_sbuffer_destroy (&self->pending);
     free (self->items);
     zstr_free (&self->bound);
+    free (self->fetched);
     free (self);
 }
 

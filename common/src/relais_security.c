@@ -199,7 +199,15 @@ s_zap_actor (zsock_t *pipe, void *args)
 {
     (void) args;
     zsock_t *handler = zsock_new (ZMQ_REP);
-    int rc = handler? zsock_bind (handler, S_ZAP_ENDPOINT): -1;
+    int rc = -1;
+    //  A handler stopped just before (security restarted in one process)
+    //  may still hold the endpoint: libzmq frees it when its reaper thread
+    //  closes the old socket, a moment later (slower under ASan). Up to 1 s.
+    for (int attempt = 0; handler && attempt < 100; attempt++) {
+        if ((rc = zsock_bind (handler, S_ZAP_ENDPOINT)) == 0 || zmq_errno () != EADDRINUSE)
+            break;
+        zclock_sleep (10);
+    }
     zsock_signal (pipe, 0);
     zstr_send (pipe, rc == 0? "ok": "fail");
     if (rc) {

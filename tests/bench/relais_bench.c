@@ -7,14 +7,21 @@
       A   one fsync'd LMDB commit per event (relais_store_write, one put);
       A2  group commits of 1,000 events per LMDB transaction;
       B   raw ZeroMQ PUB->SUB of the same payload, over ipc:// and tcp://;
-      4   intake: durable acked submits/s, 1 pipelined producer and 8, and
-          the ack latency of a lone submit (1 in flight);
+      B3  the same to 3 SUBs over ipc:// (per subscriber, the slowest);
+      4   intake: durable acked submits/s, 1 pipelined producer with 1000
+          and with 100 in flight, 8 producers, each with intake's own CPU
+          time per submit; the ack latency of a lone submit (1 in flight);
       5   submit -> subscriber latency at a paced 1,000 submits/s;
       6   fetch replay of intake's whole log, events/s and MB/s;
+      7   intake's events to 3 plain SUBs while one producer submits with
+          a full window, beside B3: a raw PUB to the same 3 SUBs;
+      R   intake's resident memory (VmRSS) idle after start, and after load;
     then the group-commit gain: (4, 8 producers) over (A).
     @discuss
     Usage: relais-bench [--intake PATH] [--dir DIR] [--smoke] [--json]
                         [--keep] [--submits N] [--producers N] [--window N]
+                        [--quick]
+    --quick skips A, A2, B and 5: intake's own figures, for quick compares.
     The bench starts intake itself: a temporary folder (mkdtemp under --dir,
     $TMPDIR or /tmp) holds the deployment file, the data and the ipc://
     sockets; intake is stopped with SIGTERM by its pid and the folder is
@@ -60,7 +67,7 @@ static volatile sig_atomic_t s_interrupted = 0;
 typedef struct {
     const char *intake;             //  path of relais-intake
     const char *base;               //  parent of the temporary folder
-    bool smoke, json, keep;
+    bool smoke, json, keep, quick;
     uint64_t fsync_events;          //  A
     uint64_t group_events;          //  A2
     uint64_t group_size;            //  A2 events per transaction
@@ -80,11 +87,13 @@ typedef struct {
     double rate;
 } s_rate_t;
 
+#define S_FANOUT        3           //  subscribers of the fan-out phases
+
 typedef struct {
-    uint64_t sent, received;
+    uint64_t sent, received;        //  received: by the slowest subscriber
     double seconds;
-    double rate;                    //  received per second
-    char endpoint [128];
+    double rate;                    //  received per second, per subscriber
+    char endpoint [S_PATH_MAX];
 } s_raw_t;
 
 typedef struct {
@@ -92,6 +101,7 @@ typedef struct {
     uint64_t resends;               //  requests sent again after S_RESEND_US
     double seconds;
     double rate;                    //  acks per second
+    double cpu_us;                  //  intake's CPU (user + sys) per ack, µs
     char first_error [192];
 } s_submits_t;
 
@@ -108,6 +118,7 @@ typedef struct {
     double rate, mb_per_s;
     bool contiguous;
     uint64_t last;
+    double cpu_us;                  //  intake's CPU per replayed event, µs
 } s_fetch_t;
 
 typedef struct {
@@ -123,10 +134,14 @@ typedef struct {
     s_rate_t fsync_each;            //  A
     s_rate_t group;                 //  A2
     s_raw_t raw_ipc, raw_tcp;       //  B
-    s_submits_t one, many;          //  4
+    s_raw_t raw_fanout;             //  B3: raw PUB to 3 SUBs, ipc://
+    s_raw_t fanout;                 //  7: intake's events to 3 SUBs, submits pipelined
+    s_submits_t one, narrow, many;  //  4: window 1000, window 100, N producers
     s_latency_t lone;               //  4
     s_latency_t paced;              //  5
     s_fetch_t fetch;                //  6
+    long rss_idle_kib;              //  R: intake's VmRSS once ready (-1: unknown)
+    long rss_loaded_kib;            //  R: and after every phase
     int intake_exit;                //  exit status of intake (-1: killed / unknown)
 } s_results_t;
 
@@ -481,20 +496,56 @@ s_raw_receiver (void *arg)
     return NULL;
 }
 
+//  A SUB for the fan-out phases: big HWM, no linger, one prefix.
+static zsock_t *
+s_sub_new (const char *prefix)
+{
+    zsock_t *sub = zsock_new (ZMQ_SUB);
+    if (!sub)
+        return NULL;
+    zsock_set_rcvhwm (sub, S_HWM);
+    zsock_set_linger (sub, 0);
+    zsock_set_subscribe (sub, prefix);
+    return sub;
+}
+
+//  Fill result from the receivers: the slowest one's count, over the time
+//  from start to the last receipt of any.
+static void
+s_raw_result (s_raw_t *result, const s_raw_rx_t *rx, int nsubs, uint64_t start)
+{
+    uint64_t least = UINT64_MAX, last = start;
+    for (int i = 0; i < nsubs; i++) {
+        if (rx [i].received < least)
+            least = rx [i].received;
+        if (rx [i].last_us > last)
+            last = rx [i].last_us;
+    }
+    result->received = least == UINT64_MAX? 0: least;
+    result->seconds = s_seconds (start, last);
+    result->rate = result->seconds > 0? (double) result->received / result->seconds: 0;
+}
+
 static int
 s_bench_raw (const char *bind_endpoint, uint64_t count, const void *payload, size_t size,
-             s_raw_t *result)
+             int nsubs, s_raw_t *result)
 {
     int rc = -1;
     zsock_t *pub = zsock_new (ZMQ_PUB);
-    zsock_t *sub = zsock_new (ZMQ_SUB);
-    if (!pub || !sub)
+    zsock_t *subs [S_FANOUT] = { NULL };
+    s_raw_rx_t rx [S_FANOUT];
+    pthread_t threads [S_FANOUT];
+    int started = 0;
+    if (nsubs < 1 || nsubs > S_FANOUT)
+        nsubs = 1;
+    memset (rx, 0, sizeof rx);
+    for (int i = 0; i < nsubs; i++)
+        if (!(subs [i] = s_sub_new ("")))
+            goto done;
+    if (!pub)
         goto done;
     zsock_set_sndhwm (pub, S_HWM);
     zsock_set_linger (pub, 0);
-    zsock_set_rcvhwm (sub, S_HWM);
-    zsock_set_linger (sub, 0);
-    zsock_set_subscribe (sub, "");
     int port = zsock_bind (pub, "%s", bind_endpoint);
     if (port < 0) {
         fprintf (stderr, "relais-bench: cannot bind %s\n", bind_endpoint);
@@ -503,29 +554,35 @@ s_bench_raw (const char *bind_endpoint, uint64_t count, const void *payload, siz
     char *last = zsock_last_endpoint (pub);
     snprintf (result->endpoint, sizeof result->endpoint, "%s", last? last: bind_endpoint);
     zstr_free (&last);
-    if (zsock_connect (sub, "%s", result->endpoint))
-        goto done;
-
-    //  The slow joiner: send probes until the subscription has arrived
     void *pub_handle = zsock_resolve (pub);
-    uint64_t deadline = relais_clock_mono () + 5000000;
-    bool joined = false;
-    while (!joined && relais_clock_mono () < deadline && !s_interrupted) {
-        zmq_send (pub_handle, "$join", 5, 0);
-        if (s_poll_in (sub, 20) > 0) {
-            char *probe = zstr_recv (sub);
-            zstr_free (&probe);
-            joined = true;
+    for (int i = 0; i < nsubs; i++) {
+        if (zsock_connect (subs [i], "%s", result->endpoint))
+            goto done;
+        //  The slow joiner: send probes until the subscription has arrived
+        uint64_t deadline = relais_clock_mono () + 5000000;
+        bool joined = false;
+        while (!joined && relais_clock_mono () < deadline && !s_interrupted) {
+            zmq_send (pub_handle, "$join", 5, 0);
+            if (s_poll_in (subs [i], 20) > 0)
+                joined = true;
+        }
+        if (!joined) {
+            fprintf (stderr, "relais-bench: SUB never joined %s\n", result->endpoint);
+            goto done;
         }
     }
-    if (!joined) {
-        fprintf (stderr, "relais-bench: SUB never joined %s\n", result->endpoint);
-        goto done;
+    //  Earlier subscribers got probes meant for later ones: drop them all
+    s_sleep_ms (50);
+    for (int i = 0; i < nsubs; i++)
+        while (s_poll_in (subs [i], 0) > 0) {
+            char *probe = zstr_recv (subs [i]);
+            zstr_free (&probe);
+        }
+    for (; started < nsubs; started++) {
+        rx [started].sub = subs [started];
+        if (pthread_create (&threads [started], NULL, s_raw_receiver, &rx [started]))
+            goto done;
     }
-    s_raw_rx_t rx = { sub, 0, 0 };
-    pthread_t thread;
-    if (pthread_create (&thread, NULL, s_raw_receiver, &rx))
-        goto done;
     uint64_t start = relais_clock_mono ();
     uint64_t sent = 0;
     for (; sent < count && !s_interrupted; sent++) {
@@ -539,17 +596,24 @@ s_bench_raw (const char *bind_endpoint, uint64_t count, const void *payload, siz
     for (int i = 0; i < 50 && !s_interrupted; i++) {
         zmq_send (pub_handle, "$end", 4, 0);
         s_sleep_ms (20);
-        if (rx.last_us && relais_clock_mono () - rx.last_us > 200000)
+        bool quiet = true;
+        for (int j = 0; j < nsubs; j++)
+            if (!rx [j].last_us || relais_clock_mono () - rx [j].last_us <= 200000)
+                quiet = false;
+        if (quiet)
             break;
     }
-    pthread_join (thread, NULL);
+    for (int i = 0; i < started; i++)
+        pthread_join (threads [i], NULL);
+    started = 0;
     result->sent = sent;
-    result->received = rx.received;
-    result->seconds = s_seconds (start, rx.last_us? rx.last_us: start);
-    result->rate = (double) rx.received / result->seconds;
+    s_raw_result (result, rx, nsubs, start);
     rc = s_interrupted || sent < count? -1: 0;
 done:
-    zsock_destroy (&sub);
+    for (int i = 0; i < started; i++)
+        pthread_join (threads [i], NULL);     //  they stop after 2 s of silence
+    for (int i = 0; i < nsubs; i++)
+        zsock_destroy (&subs [i]);
     zsock_destroy (&pub);
     return rc;
 }
@@ -1301,6 +1365,106 @@ s_intake_stop (s_intake_t *self)
     return status >= 0 && WIFEXITED (status)? WEXITSTATUS (status): -1;
 }
 
+//  The child's CPU time (user + sys) in µs from /proc/PID/stat, or -1.
+static double
+s_proc_cpu_us (pid_t pid)
+{
+    char path [64], line [1024];
+    snprintf (path, sizeof path, "/proc/%ld/stat", (long) pid);
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return -1;
+    size_t n = fread (line, 1, sizeof line - 1, file);
+    fclose (file);
+    line [n] = 0;
+    //  Fields after the command name (which may hold spaces): state is 3rd,
+    //  utime the 14th and stime the 15th
+    char *p = strrchr (line, ')');
+    unsigned long long utime, stime;
+    if (!p || sscanf (p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+                      &utime, &stime) != 2)
+        return -1;
+    return (double) (utime + stime) * 1e6 / (double) sysconf (_SC_CLK_TCK);
+}
+
+//  The child's resident memory (VmRSS) in KiB from /proc/PID/status, or -1.
+static long
+s_proc_rss_kib (pid_t pid)
+{
+    char path [64], line [256];
+    snprintf (path, sizeof path, "/proc/%ld/status", (long) pid);
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return -1;
+    long kib = -1;
+    while (fgets (line, sizeof line, file))
+        if (sscanf (line, "VmRSS: %ld kB", &kib) == 1)
+            break;
+    fclose (file);
+    return kib;
+}
+
+//  One throughput run, with intake's CPU time per acked submit.
+static int
+s_bench_submits_cpu (s_intake_t *intake, const char *tag, uint32_t producers,
+                     uint64_t total, uint32_t window, s_submits_t *result)
+{
+    double before = s_proc_cpu_us (intake->pid);
+    int rc = s_bench_submits (intake->submit, tag, producers, total, window, result);
+    double after = s_proc_cpu_us (intake->pid);
+    result->cpu_us = before >= 0 && after >= 0 && result->acked
+                   ? (after - before) / (double) result->acked: -1;
+    return rc;
+}
+
+//  7: intake's events to 3 plain SUBs while one producer submits with a
+//  full window: events/s that reach the slowest subscriber, set beside B3
+//  (the same 3 SUBs on a raw PUB).
+static int
+s_bench_fanout (s_intake_t *intake, uint64_t total, uint32_t window, s_raw_t *result,
+                char *error, size_t error_size)
+{
+    zsock_t *subs [S_FANOUT] = { NULL };
+    s_raw_rx_t rx [S_FANOUT];
+    pthread_t threads [S_FANOUT];
+    int started = 0, rc = -ENOMEM;
+    memset (rx, 0, sizeof rx);
+    snprintf (result->endpoint, sizeof result->endpoint, "%s", intake->pub);
+    for (int i = 0; i < S_FANOUT; i++) {
+        if (!(subs [i] = s_sub_new ("signal.")))
+            goto done;
+        if (zsock_connect (subs [i], "%s", intake->pub)) {
+            rc = -EINVAL;
+            goto done;
+        }
+    }
+    //  No probe on intake's PUB: give the subscriptions time to arrive
+    s_sleep_ms (300);
+    for (; started < S_FANOUT; started++) {
+        rx [started].sub = subs [started];
+        if (pthread_create (&threads [started], NULL, s_raw_receiver, &rx [started]))
+            goto done;
+    }
+    s_submits_t load;
+    memset (&load, 0, sizeof load);
+    uint64_t start = relais_clock_mono ();
+    rc = s_bench_submits (intake->submit, "fanout", 1, total, window, &load);
+    if (rc)
+        snprintf (error, error_size, "%s", load.first_error);
+    //  The receivers stop after 2 s of silence
+    for (int i = 0; i < started; i++)
+        pthread_join (threads [i], NULL);
+    started = 0;
+    result->sent = load.acked + 1;          //  and the producer's warm-up submit
+    s_raw_result (result, rx, S_FANOUT, start);
+done:
+    for (int i = 0; i < started; i++)
+        pthread_join (threads [i], NULL);
+    for (int i = 0; i < S_FANOUT; i++)
+        zsock_destroy (&subs [i]);
+    return rc;
+}
+
 //  ---------------------------------------------------------------------------
 //  Machine information
 
@@ -1422,17 +1586,28 @@ s_print_json (const s_results_t *r, const s_opts_t *o)
                 (unsigned long long) raws [i]->sent, (unsigned long long) raws [i]->received,
                 raws [i]->seconds, raws [i]->rate);
     }
-    const s_submits_t *subs [2] = { &r->one, &r->many };
-    const char *sub_names [2] = { "intake_submits_1_producer", "intake_submits_n_producers" };
-    uint32_t counts [2] = { 1, o->producers };
-    for (int i = 0; i < 2; i++)
+    const s_submits_t *subs [3] = { &r->one, &r->narrow, &r->many };
+    const char *sub_names [3] = { "intake_submits_1_producer", "intake_submits_1_producer_window_100",
+                                  "intake_submits_n_producers" };
+    uint32_t counts [3] = { 1, 1, o->producers };
+    uint32_t windows [3] = { o->window, 100, o->window };
+    for (int i = 0; i < 3; i++)
         printf (",\"%s\":{\"producers\":%u,\"window\":%u,\"requests\":%llu,\"acked\":%llu,"
                 "\"errors\":%llu,\"resends\":%llu,\"seconds\":%.3f,\"acks_per_s\":%.1f,"
-                "\"gain_over_commit_per_event\":%.2f}",
-                sub_names [i], counts [i], o->window, (unsigned long long) subs [i]->requests,
+                "\"intake_cpu_us_per_ack\":%.2f,\"gain_over_commit_per_event\":%.2f}",
+                sub_names [i], counts [i], windows [i], (unsigned long long) subs [i]->requests,
                 (unsigned long long) subs [i]->acked, (unsigned long long) subs [i]->errors,
                 (unsigned long long) subs [i]->resends, subs [i]->seconds, subs [i]->rate,
-                s_gain (r, subs [i]));
+                subs [i]->cpu_us, s_gain (r, subs [i]));
+    const s_raw_t *fans [2] = { &r->raw_fanout, &r->fanout };
+    const char *fan_names [2] = { "zmq_pubsub_ipc_3_subscribers", "intake_to_3_subscribers" };
+    for (int i = 0; i < 2; i++)
+        printf (",\"%s\":{\"sent\":%llu,\"received_by_slowest\":%llu,\"seconds\":%.3f,"
+                "\"per_subscriber_per_s\":%.1f}", fan_names [i],
+                (unsigned long long) fans [i]->sent, (unsigned long long) fans [i]->received,
+                fans [i]->seconds, fans [i]->rate);
+    printf (",\"intake_rss_kib\":{\"idle\":%ld,\"after_load\":%ld}",
+            r->rss_idle_kib, r->rss_loaded_kib);
     printf (",\"intake_lone_ack_latency_ms\":{\"samples\":%llu,\"p50\":%.3f,\"p99\":%.3f,\"max\":%.3f}",
             (unsigned long long) r->lone.samples, r->lone.p50_ms, r->lone.p99_ms, r->lone.max_ms);
     printf (",\"submit_to_sub_latency_ms\":{\"target_rate\":%llu,\"actual_rate\":%.1f,"
@@ -1441,10 +1616,11 @@ s_print_json (const s_results_t *r, const s_opts_t *o)
             (unsigned long long) r->paced.samples, r->paced.p50_ms, r->paced.p99_ms,
             r->paced.max_ms);
     printf (",\"fetch_replay\":{\"events\":%llu,\"requests\":%llu,\"bytes\":%llu,\"seconds\":%.3f,"
-            "\"events_per_s\":%.1f,\"mb_per_s\":%.2f,\"contiguous\":%s}",
+            "\"events_per_s\":%.1f,\"mb_per_s\":%.2f,\"intake_cpu_us_per_event\":%.3f,"
+            "\"contiguous\":%s}",
             (unsigned long long) r->fetch.events, (unsigned long long) r->fetch.requests,
             (unsigned long long) r->fetch.bytes, r->fetch.seconds, r->fetch.rate,
-            r->fetch.mb_per_s, r->fetch.contiguous? "true": "false");
+            r->fetch.mb_per_s, r->fetch.cpu_us, r->fetch.contiguous? "true": "false");
     printf (",\"group_commit_gain\":%.2f,\"goal\":20,\"goal_met\":%s,\"intake_exit\":%d}\n",
             s_gain (r, &r->many), s_gain (r, &r->many) >= 20? "true": "false", r->intake_exit);
 }
@@ -1478,18 +1654,23 @@ s_print_table (const s_results_t *r, const s_opts_t *o)
                 (unsigned long long) raws [i]->received, (unsigned long long) raws [i]->sent,
                 raws [i]->sent? 100.0 * (double) raws [i]->received / (double) raws [i]->sent: 0);
     }
-    const s_submits_t *subs [2] = { &r->one, &r->many };
-    for (int i = 0; i < 2; i++) {
+    printf ("  %-4s %-52s %9llu  %12.0f msgs/s    received %llu/%llu by the slowest of %d\n", "B3",
+            "ZeroMQ PUB->3 SUBs ipc://", (unsigned long long) r->raw_fanout.sent,
+            r->raw_fanout.rate, (unsigned long long) r->raw_fanout.received,
+            (unsigned long long) r->raw_fanout.sent, S_FANOUT);
+    const s_submits_t *subs [3] = { &r->one, &r->narrow, &r->many };
+    for (int i = 0; i < 3; i++) {
         snprintf (what, sizeof what, "intake durable acked submits, %u producer%s, window %u",
-                  i == 0? 1: o->producers, i == 0? "": "s", o->window);
+                  i < 2? 1: o->producers, i < 2? "": "s", i == 1? 100: o->window);
         char resent [64] = "";
         if (subs [i]->resends)
             snprintf (resent, sizeof resent, ", %llu RESENT (no ack in %llu s)",
                       (unsigned long long) subs [i]->resends,
                       (unsigned long long) (S_RESEND_US / 1000000));
-        printf ("  %-4s %-52s %9llu  %12.0f submits/s %.2f s, x%.1f over A%s%s%s\n", "4", what,
+        printf ("  %-4s %-52s %9llu  %12.0f submits/s %.2f s, intake CPU %.1f us/submit, "
+                "x%.1f over A%s%s%s\n", "4", what,
                 (unsigned long long) subs [i]->requests, subs [i]->rate, subs [i]->seconds,
-                s_gain (r, subs [i]), resent, subs [i]->errors? ", ERRORS: ": "",
+                subs [i]->cpu_us, s_gain (r, subs [i]), resent, subs [i]->errors? ", ERRORS: ": "",
                 subs [i]->errors? subs [i]->first_error: "");
     }
     printf ("  %-4s %-52s %9llu  p50 %7.3f ms       p99 %.3f ms, max %.3f ms\n", "4",
@@ -1501,20 +1682,29 @@ s_print_table (const s_results_t *r, const s_opts_t *o)
             "5", what, (unsigned long long) r->paced.samples, r->paced.p50_ms, r->paced.p99_ms,
             r->paced.max_ms, r->paced.actual_rate);
     snprintf (what, sizeof what, "fetch replay of the whole log (max %u per fetch)", o->fetch_max);
-    printf ("  %-4s %-52s %9llu  %12.0f events/s  %.1f MB/s, %llu fetches, %s\n", "6", what,
-            (unsigned long long) r->fetch.events, r->fetch.rate, r->fetch.mb_per_s,
+    printf ("  %-4s %-52s %9llu  %12.0f events/s  %.1f MB/s, intake CPU %.2f us/event, "
+            "%llu fetches, %s\n", "6", what,
+            (unsigned long long) r->fetch.events, r->fetch.rate, r->fetch.mb_per_s, r->fetch.cpu_us,
             (unsigned long long) r->fetch.requests,
             r->fetch.contiguous? "seqs contiguous": "SEQS NOT CONTIGUOUS");
+    printf ("  %-4s %-52s %9llu  %12.0f events/s  received %llu/%llu by the slowest of %d; "
+            "%.0f%% of B3 (0: B3 not run)\n", "7", "intake -> 3 SUBs, 1 producer, window 1000 (ipc://)",
+            (unsigned long long) r->fanout.sent, r->fanout.rate,
+            (unsigned long long) r->fanout.received, (unsigned long long) r->fanout.sent,
+            S_FANOUT, r->raw_fanout.rate > 0? 100.0 * r->fanout.rate / r->raw_fanout.rate: 0);
+    printf ("  %-4s %-52s %9s  %9.1f MiB      after load %.1f MiB (VmRSS)\n", "R",
+            "intake resident memory, idle after start", "",
+            r->rss_idle_kib / 1024.0, r->rss_loaded_kib / 1024.0);
     double gain = s_gain (r, &r->many);
     printf ("\n  group commit gain x%.1f over one commit per event "
             "(%u producers: %.0f submits/s vs A: %.0f events/s) - goal >= x20: %s\n",
             gain, o->producers, r->many.rate, r->fsync_each.rate,
             gain >= 20? "met": "NOT met");
-    if (r->one.resends || r->many.resends)
+    if (r->one.resends || r->narrow.resends || r->many.resends)
         printf ("  WARNING    intake left %llu submits unanswered for %llu s (lost acks or requests);\n"
                 "             the producers resent them with the same idem, and the rates above\n"
                 "             include that wait\n",
-                (unsigned long long) (r->one.resends + r->many.resends),
+                (unsigned long long) (r->one.resends + r->narrow.resends + r->many.resends),
                 (unsigned long long) (S_RESEND_US / 1000000));
     printf ("  intake stopped with SIGTERM, exit code %d\n", r->intake_exit);
 }
@@ -1535,7 +1725,8 @@ s_usage (FILE *out)
         "  --keep         keep the temporary folder (data, intake.log)\n"
         "  --submits N    submits of each throughput run (default 50000)\n"
         "  --producers N  producers of the second throughput run (default 8)\n"
-        "  --window N     requests in flight per producer (default 1000)\n");
+        "  --window N     requests in flight per producer (default 1000)\n"
+        "  --quick        skip A, A2, B and 5 (intake's own figures only)\n");
 }
 
 static bool
@@ -1606,6 +1797,9 @@ main (int argc, char *argv [])
         if (strcmp (arg, "--keep") == 0)
             o.keep = true;
         else
+        if (strcmp (arg, "--quick") == 0)
+            o.quick = true;
+        else
         if (strcmp (arg, "--submits") == 0 && has_value && s_arg_uint (argv [i + 1], 1, &submits))
             i++;
         else
@@ -1651,6 +1845,7 @@ main (int argc, char *argv [])
         used += (size_t) n;
     }
     r.intake_exit = -1;
+    r.rss_idle_kib = r.rss_loaded_kib = -1;
 
     char *intake_default = NULL;
     if (!o.intake) {
@@ -1709,8 +1904,9 @@ main (int argc, char *argv [])
                  (unsigned long long) o.fsync_events);
     phase = "A";
     snprintf (path, sizeof path, "%s/lmdb-a", intake.dir);
-    rc = s_bench_lmdb (path, o.fsync_events, 1, payload.data, payload.size, &r.fsync_each);
-    if (!rc) {
+    if (!o.quick)
+        rc = s_bench_lmdb (path, o.fsync_events, 1, payload.data, payload.size, &r.fsync_each);
+    if (!rc && !o.quick) {
         if (!o.json)
             fprintf (stderr, "relais-bench: A2 LMDB group commit (%llu)...\n",
                      (unsigned long long) o.group_events);
@@ -1720,17 +1916,23 @@ main (int argc, char *argv [])
                            &r.group);
     }
     //  B: raw ZeroMQ
-    if (!rc) {
+    if (!rc && !o.quick) {
         if (!o.json)
             fprintf (stderr, "relais-bench: B  ZeroMQ PUB->SUB (%llu msgs, ipc and tcp)...\n",
                      (unsigned long long) o.raw_msgs);
         phase = "B ipc";
         snprintf (path, sizeof path, "ipc://%s/raw-pub", intake.dir);
-        rc = s_bench_raw (path, o.raw_msgs, payload.data, payload.size, &r.raw_ipc);
+        rc = s_bench_raw (path, o.raw_msgs, payload.data, payload.size, 1, &r.raw_ipc);
         if (!rc) {
             phase = "B tcp";
             rc = s_bench_raw ("tcp://127.0.0.1:*", o.raw_msgs, payload.data, payload.size,
-                              &r.raw_tcp);
+                              1, &r.raw_tcp);
+        }
+        if (!rc) {
+            phase = "B3 ipc, 3 subscribers";
+            snprintf (path, sizeof path, "ipc://%s/raw-fanout", intake.dir);
+            rc = s_bench_raw (path, o.raw_msgs, payload.data, payload.size, S_FANOUT,
+                              &r.raw_fanout);
         }
     }
     //  intake
@@ -1743,22 +1945,35 @@ main (int argc, char *argv [])
             rc = s_intake_wait_ready (&intake, 20000);
         if (rc)
             snprintf (error, sizeof error, "intake did not answer status: %s", relais_strerror (rc));
+        else {
+            s_sleep_ms (200);           //  let start-up allocations settle
+            r.rss_idle_kib = s_proc_rss_kib (intake.pid);
+        }
     }
     if (!rc) {
         if (!o.json)
             fprintf (stderr, "relais-bench: 4  intake, 1 producer (%llu submits)...\n",
                      (unsigned long long) o.submits);
         phase = "4 one producer";
-        rc = s_bench_submits (intake.submit, "one", 1, o.submits, o.window, &r.one);
+        rc = s_bench_submits_cpu (&intake, "one", 1, o.submits, o.window, &r.one);
         if (rc)
             snprintf (error, sizeof error, "%s", r.one.first_error);
+    }
+    if (!rc) {
+        if (!o.json)
+            fprintf (stderr, "relais-bench: 4  intake, 1 producer, window 100 (%llu submits)...\n",
+                     (unsigned long long) o.submits);
+        phase = "4 one producer, window 100";
+        rc = s_bench_submits_cpu (&intake, "narrow", 1, o.submits, 100, &r.narrow);
+        if (rc)
+            snprintf (error, sizeof error, "%s", r.narrow.first_error);
     }
     if (!rc) {
         if (!o.json)
             fprintf (stderr, "relais-bench: 4  intake, %u producers (%llu submits)...\n",
                      o.producers, (unsigned long long) o.submits);
         phase = "4 many producers";
-        rc = s_bench_submits (intake.submit, "many", o.producers, o.submits, o.window, &r.many);
+        rc = s_bench_submits_cpu (&intake, "many", o.producers, o.submits, o.window, &r.many);
         if (rc)
             snprintf (error, sizeof error, "%s", r.many.first_error);
     }
@@ -1769,7 +1984,7 @@ main (int argc, char *argv [])
         phase = "4 lone latency";
         rc = s_bench_lone (intake.submit, o.lone, &r.lone, error, sizeof error);
     }
-    if (!rc) {
+    if (!rc && !o.quick) {
         if (!o.json)
             fprintf (stderr, "relais-bench: 5  submit -> SUB latency at %llu/s for %llu ms...\n",
                      (unsigned long long) o.paced_rate, (unsigned long long) o.paced_ms);
@@ -1781,8 +1996,21 @@ main (int argc, char *argv [])
         if (!o.json)
             fprintf (stderr, "relais-bench: 6  fetch replay...\n");
         phase = "6 fetch replay";
+        double before = s_proc_cpu_us (intake.pid);
         rc = s_bench_fetch (intake.fetch, o.fetch_max, &r.fetch, error, sizeof error);
+        double after = s_proc_cpu_us (intake.pid);
+        r.fetch.cpu_us = before >= 0 && after >= 0 && r.fetch.events
+                       ? (after - before) / (double) r.fetch.events: -1;
     }
+    if (!rc) {
+        if (!o.json)
+            fprintf (stderr, "relais-bench: 7  intake -> %d subscribers (%llu submits)...\n",
+                     S_FANOUT, (unsigned long long) o.submits);
+        phase = "7 fan-out";
+        rc = s_bench_fanout (&intake, o.submits, o.window, &r.fanout, error, sizeof error);
+    }
+    if (intake.pid > 0)
+        r.rss_loaded_kib = s_proc_rss_kib (intake.pid);
     if (rc && intake.pid > 0 && !s_interrupted)
         s_intake_log_tail (&intake);
     r.intake_exit = s_intake_stop (&intake);

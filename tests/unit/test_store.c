@@ -320,6 +320,30 @@ s_log_more (relais_txn_t *txn, void *arg)
     return 0;
 }
 
+typedef struct {
+    uint64_t seqs [8];
+    size_t sizes [8];
+    int count, stop_at;
+} s_logscan_t;
+
+static int
+s_logscan_collect (uint64_t seq, const void *bytes, size_t size, void *arg)
+{
+    s_logscan_t *scan = (s_logscan_t *) arg;
+    CHECK (scan->count < 8);
+    CHECK (size == 0 || bytes != NULL);
+    scan->seqs [scan->count] = seq;
+    scan->sizes [scan->count++] = size;
+    return scan->count == scan->stop_at? 1: 0;
+}
+
+static int
+s_logscan_fail (uint64_t seq, const void *bytes, size_t size, void *arg)
+{
+    (void) seq, (void) bytes, (void) size, (void) arg;
+    return RELAIS_EMALFORMED;
+}
+
 static int
 s_log_check (relais_txn_t *txn, void *arg)
 {
@@ -337,6 +361,20 @@ s_log_check (relais_txn_t *txn, void *arg)
     CHECK (size == 0);
     CHECK (relais_log_get (txn, 0, &bytes, &size) == RELAIS_ENOTFOUND);
     CHECK (relais_log_get (txn, 8, &bytes, &size) == RELAIS_ENOTFOUND);
+
+    //  A cursor walk: from the middle to the end, in order, then stopped
+    //  early, past the end, and with the callback's error
+    s_logscan_t scan = { .stop_at = 0 };
+    CHECK_OK (relais_log_scan (txn, 5, s_logscan_collect, &scan));
+    CHECK (scan.count == 3 && scan.seqs [0] == 5 && scan.seqs [2] == 7);
+    CHECK (scan.sizes [1] == 3 && scan.sizes [2] == 0);
+    scan = (s_logscan_t) { .stop_at = 2 };
+    CHECK_OK (relais_log_scan (txn, 1, s_logscan_collect, &scan));
+    CHECK (scan.count == 2 && scan.seqs [0] == 1 && scan.seqs [1] == 2);
+    scan = (s_logscan_t) { .stop_at = 0 };
+    CHECK_OK (relais_log_scan (txn, 8, s_logscan_collect, &scan));
+    CHECK (scan.count == 0);
+    CHECK (relais_log_scan (txn, 1, s_logscan_fail, NULL) == RELAIS_EMALFORMED);
 
     CHECK_OK (relais_ckpt_get (txn, "intake", &value));
     CHECK (value == 42);

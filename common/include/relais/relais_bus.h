@@ -104,6 +104,13 @@ zsock_t *
 int
     relais_poller_send (relais_poller_t *self, zmsg_t **msg_p);
 
+//  Send count parts as one message, without blocking and without building a
+//  zmsg (no allocation, no copy beyond libzmq's own). Returns 0 or -errno
+//  as relais_poller_send; a refused message is refused whole.
+int
+    relais_poller_sendv (relais_poller_t *self, const void *const *parts,
+                         const size_t *sizes, size_t count);
+
 //  Stop and close; the socket is destroyed once libuv has closed the handles.
 //  NULL-safe; nulls *self_p.
 void

@@ -129,6 +129,12 @@ int relais_meta_set (relais_txn_t *txn, const char *name, uint64_t value);
 int relais_log_append (relais_txn_t *txn, uint64_t seq, const void *bytes, size_t size);
 //  Read entry seq; RELAIS_ENOTFOUND when absent.
 int relais_log_get (relais_txn_t *txn, uint64_t seq, const void **bytes, size_t *size);
+//  Walk entries from seq on, in order, with one cursor (a replay reads a
+//  thousand entries in one pass, not a thousand lookups). fn gets the seq,
+//  the bytes (valid until the txn ends) and arg; returns 0 to go on, 1 to
+//  stop, negative to stop with that error. Returns 0 or that error.
+typedef int (relais_log_fn) (uint64_t seq, const void *bytes, size_t size, void *arg);
+int relais_log_scan (relais_txn_t *txn, uint64_t from, relais_log_fn *fn, void *arg);
 //  First and last sequence in the log (0, 0 when empty).
 int relais_log_bounds (relais_txn_t *txn, uint64_t *first, uint64_t *last);
 
