@@ -516,7 +516,7 @@ main (int argc, char **argv)
         i++;
     }
     const pb_driver_t *drivers [] = {
-        &pb_relais_driver, &pb_redis_driver
+        &pb_relais_driver, &pb_redis_driver, &pb_nats_driver, &pb_mqtt_driver
     };
     const pb_driver_t *driver = NULL;
     for (size_t i = 0; system && i < sizeof drivers / sizeof drivers [0]; i++)

@@ -72,14 +72,19 @@ def log(text):
     print(text, file=sys.stderr, flush=True)
 
 
+#   The signal each server takes as "shut down cleanly" (nats-server exits 1 on
+#   SIGTERM, 0 on SIGINT)
+STOP_SIGNAL = {"nats": signal.SIGINT}
+
+
 def stop(pid):
-    """SIGTERM one server we started, by pid; SIGKILL after 20 s."""
+    """Stops one server we started, by pid; SIGKILL after 20 s."""
     entry = _started.pop(pid, None)
     if entry is None:
         return None
     name, proc = entry
     if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(STOP_SIGNAL.get(name, signal.SIGTERM))
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
@@ -182,7 +187,7 @@ def start_server(system, folder, args):
         with open(config, "w") as f:
             f.write(f"listener {port} 127.0.0.1\nallow_anonymous true\n"
                     f"persistence true\npersistence_location {folder}/\n"
-                    "max_queued_messages 100000\n"
+                    "max_queued_messages 100000\nset_tcp_nodelay true\n"
                     f"log_dest file {folder}/mosquitto.log\n")
         if os.geteuid() == 0:
             # mosquitto started as root drops to the user "mosquitto": give it the folder
@@ -354,7 +359,7 @@ def main():
                 errors.append(f"round {rnd + 1} {system}: {e}")
             finally:
                 code = stop(proc.pid) if proc else None
-                if proc and code not in (0, None, -signal.SIGTERM):
+                if proc and code not in (0, None):
                     errors.append(f"round {rnd + 1} {system}: the server exited with {code}: "
                                   + tail(folder, system)[-200:])
                 shutil.rmtree(folder, ignore_errors=True)
