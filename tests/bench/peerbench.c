@@ -469,7 +469,7 @@ main (int argc, char **argv)
     const char *system = NULL;
     pb_ctx_t ctx;
     memset (&ctx, 0, sizeof ctx);
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) {
         const char *arg = argv [i];
         const char *value = i + 1 < argc? argv [i + 1]: NULL;
         uint64_t n = 0;
@@ -513,7 +513,6 @@ main (int argc, char **argv)
             s_usage ();
             return 2;
         }
-        i++;
     }
     const pb_driver_t *drivers [] = {
         &pb_relais_driver, &pb_redis_driver, &pb_nats_driver, &pb_mqtt_driver

@@ -250,8 +250,11 @@ def table(results, systems, rounds):
     peers = [s for s in systems if s != "relais"]
     width = 38
     head = f"{'':{width}}" + "".join(f"{s:>13}" for s in systems)
+    same = "relais" in systems and "redis" in systems
     if "relais" in systems and peers:
         head += f"{'best peer':>14}{'Relais/best':>13}"
+    if same:
+        head += f"{'Relais/redis':>14}"
     out.append(head)
     for key, label, better in ROWS:
         med = {s: median([r.get(key) for r in results[s]]) for s in systems}
@@ -261,14 +264,21 @@ def table(results, systems, rounds):
             if cands:
                 value, best = (max if better == "high" else min)(cands)
                 ratio = (med["relais"] / value) if med["relais"] is not None and value else None
-                line += f"{best:>14}" + (f"{ratio:>12.2f}" if ratio is not None else f"{'n/a':>12}")
-                line += " (higher is better)" if better == "high" else " (lower is better)"
+                line += f"{best:>14}" + (f"{ratio:>13.2f}" if ratio is not None else f"{'n/a':>13}")
             else:
                 line += f"{'n/a':>14}{'n/a':>13}"
+        if same:
+            ratio = (med["relais"] / med["redis"]) if med["relais"] is not None and med["redis"] else None
+            line += f"{ratio:>14.2f}" if ratio is not None else f"{'n/a':>14}"
+        if "relais" in systems and peers:
+            line += "  (higher is better)" if better == "high" else "  (lower is better)"
         out.append(line)
     out.append("")
     out.append(f"medians of {rounds} round{'s' if rounds > 1 else ''}; "
                "n/a: not offered by the system, or failed (see errors)")
+    if same:
+        out.append("Relais/redis: against the one peer that also fsyncs before its ack "
+                   "(see durability below)")
     return "\n".join(out)
 
 
@@ -304,7 +314,7 @@ def main():
 
     if not args.no_install:
         script = os.path.join(args.source_dir, "deploy", "install-deps.sh")
-        if subprocess.run(["bash", script, "--bench"]).returncode != 0:
+        if subprocess.run(["bash", script, "--bench"], stdout=sys.stderr).returncode != 0:
             log("peers: deploy/install-deps.sh --bench failed")
             return 1
     peerbench = args.peerbench
@@ -316,9 +326,11 @@ def main():
                 "at configure time): skipped")
             return 77
         log("peers: building relais-peerbench in " + args.build_dir)
-        if subprocess.run(["cmake", "-S", args.source_dir, "-B", args.build_dir]).returncode \
+        # The build talks on stderr: stdout is the table
+        if subprocess.run(["cmake", "-S", args.source_dir, "-B", args.build_dir],
+                          stdout=sys.stderr).returncode \
            or subprocess.run(["cmake", "--build", args.build_dir, "-j2", "--target",
-                              "relais-peerbench", "relais-intake"]).returncode:
+                              "relais-peerbench", "relais-intake"], stdout=sys.stderr).returncode:
             log("peers: could not build relais-peerbench")
             return 1
         peerbench = os.path.join(args.build_dir, "tests", "bench", "relais-peerbench")
