@@ -279,6 +279,17 @@ def table(results, systems, rounds):
     if same:
         out.append("Relais/redis: against the one peer that also fsyncs before its ack "
                    "(see durability below)")
+    if rounds > 1:
+        # The noise: how far apart the rounds were (max / min of each figure)
+        out.append("")
+        out.append(f"{'spread across rounds (max / min)':{width}}"
+                   + "".join(f"{s:>13}" for s in systems))
+        for key, label, better in ROWS:
+            cells = []
+            for s in systems:
+                values = [r.get(key) for r in results[s] if r.get(key) is not None]
+                cells.append(f"x{max(values) / min(values):.2f}" if values and min(values) > 0 else "n/a")
+            out.append(f"{label:{width}}" + "".join(f"{c:>13}" for c in cells))
     return "\n".join(out)
 
 
