@@ -52,3 +52,14 @@ if (( bench )) && [[ ! -e $policy ]]; then
 fi
 $sudo apt-get update -q
 $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+#   --bench: apt also enables the services for the next boot; disable those we
+#   just installed (never stopping anything: none was started). Without
+#   systemctl (a container without systemd) there is nothing to disable.
+if (( bench )) && command -v systemctl >/dev/null; then
+    for p in "${missing[@]}"; do
+        case $p in
+            redis-server|nats-server|mosquitto)
+                $sudo systemctl disable --quiet "$p" 2>/dev/null || true ;;
+        esac
+    done
+fi

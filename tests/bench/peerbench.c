@@ -384,7 +384,8 @@ s_phase_e2e (const pb_driver_t *driver, pb_ctx_t *ctx, const s_opts_t *o, uint32
     if (rc == 0 && n < e2e.count * subs)
         rc = pb_fail (ctx, -EPROTO, "%s: %zu of %" PRIu64 " receipts", name, n,
                       e2e.count * subs);
-    qsort (lat, n, sizeof *lat, s_cmp_u64);
+    if (n)
+        qsort (lat, n, sizeof *lat, s_cmp_u64);
     char key [64];
     snprintf (key, sizeof key, "%s_p50_ms", name);
     s_num (key, rc? NAN: s_pct_ms (lat, n, 50), "%.3f");
@@ -419,7 +420,8 @@ s_run (const pb_driver_t *driver, pb_ctx_t *ctx, const s_opts_t *o)
         s_num (key, rc? NAN: rate.rate, "%.1f");
         if (w == 0) {
             size_t n = rc? 0: (size_t) rate.count;
-            qsort (lat, n, sizeof *lat, s_cmp_u64);
+            if (n)
+                qsort (lat, n, sizeof *lat, s_cmp_u64);
             s_num ("ack_p50_ms", rc? NAN: s_pct_ms (lat, n, 50), "%.3f");
             s_num ("ack_p99_ms", rc? NAN: s_pct_ms (lat, n, 99), "%.3f");
             s_num ("ack_p999_ms", rc? NAN: s_pct_ms (lat, n, 99.9), "%.3f");
