@@ -52,6 +52,9 @@ int cli_report (cli_t *cli, int argc, char **argv);
 int cli_route (cli_t *cli, int argc, char **argv);
 int cli_plan (cli_t *cli, int argc, char **argv);
 int cli_capacity (cli_t *cli, int argc, char **argv);
+int cli_follow (cli_t *cli, int argc, char **argv);
+//  relais status --report SIG-…: one report's timeline (cli_follow.c)
+int cli_report_status (cli_t *cli, int argc, char **argv);
 
 extern const char cli_submit_help [];
 extern const char cli_tail_help [];
@@ -68,6 +71,7 @@ extern const char cli_report_help [];
 extern const char cli_route_help [];
 extern const char cli_plan_help [];
 extern const char cli_capacity_help [];
+extern const char cli_follow_help [];
 
 
 //  ---------------------------------------------------------------------------

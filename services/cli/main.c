@@ -41,6 +41,7 @@ static const cli_command_t s_commands [] = {
     { "route", cli_route, "explain which routing rules send a report to which partners", cli_route_help },
     { "plan", cli_plan, "action plans of level-2 situations: list, show, action, close, flag, note", cli_plan_help },
     { "capacity", cli_capacity, "shelter capacity: structures, occupancy, moves, forecast", cli_capacity_help },
+    { "follow", cli_follow, "a producer follows the status of its own reports (durable feed)", cli_follow_help },
     { NULL, NULL, NULL, NULL }
 };
 
