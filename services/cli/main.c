@@ -75,7 +75,7 @@ const relais_msg_limits_t cli_reply_limits = {
 };
 
 static const char *const s_services [] = {
-    "intake", "router", "plans", "capacity", "analytics", NULL
+    "intake", "router", "plans", "capacity", "analytics", "feedback", NULL
 };
 
 size_t
