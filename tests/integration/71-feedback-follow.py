@@ -4,6 +4,7 @@ itself killed (-9) while reports flow loses and doubles nothing. The
 follower of producer B never prints A's reports. `relais status --report`
 shows a report's timeline at a glance, and only to its producer when
 asked for one."""
+import atexit
 import json
 import os
 import select
@@ -24,10 +25,23 @@ out = os.path.join(bus.dir, "follow-a.ndjson")
 state = os.path.join(bus.dir, "follow-a.state")
 
 
+children = []
+
+
+@atexit.register
+def end_children():
+    # A failed check exits early: end the followers this test started
+    for p in children:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
 def follow(producer, *args):
     log = open(os.path.join(bus.dir, "follow.log"), "ab")
-    return subprocess.Popen([binary("relais"), "--config", bus.config, "follow", "--producer", producer, *args],
-                            stdout=subprocess.PIPE if "--out" not in args else log, stderr=log)
+    children.append(subprocess.Popen([binary("relais"), "--config", bus.config, "follow", "--producer", producer, *args],
+                            stdout=subprocess.PIPE if "--out" not in args else log, stderr=log))
+    return children[-1]
 
 
 def lines():

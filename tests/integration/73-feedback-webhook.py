@@ -3,6 +3,7 @@ of that producer's reports (and of no other producer's) to a local HTTP
 server on 127.0.0.1. While the server answers 500 nothing is acknowledged
 and the notifier retries; killed (-9) and restarted, it POSTs what it
 missed; at the end every change was POSTed successfully, in order, once."""
+import atexit
 import json
 import os
 import subprocess
@@ -50,11 +51,24 @@ bus.start("feedback")
 state_file = os.path.join(bus.dir, "hook.state")
 
 
+children = []
+
+
+@atexit.register
+def end_children():
+    # A failed check exits early: end the notifiers this test started
+    for p in children:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
 def notifier():
     log = open(os.path.join(bus.dir, "notify.log"), "ab")
-    return subprocess.Popen([binary("relais-notify"), "--config", bus.config, "--producer", A,
+    children.append(subprocess.Popen([binary("relais-notify"), "--config", bus.config, "--producer", A,
                              "--state", state_file, "--timeout", "2s", "--sink", f"webhook:{url}"],
-                            stdout=log, stderr=log)
+                            stdout=log, stderr=log))
+    return children[-1]
 
 
 def submit(n, tag, source=None):
