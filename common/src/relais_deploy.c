@@ -10,7 +10,7 @@
 //  Names a deployment file may list. A name whose binary is not built is
 //  refused by the launcher, not here: the file format knows every service.
 const char *const relais_deploy_all_services [] = {
-    "intake", "router", "plans", "capacity", "analytics", "gateway", NULL
+    "intake", "router", "plans", "capacity", "analytics", "gateway", "feedback", NULL
 };
 
 static bool

@@ -103,6 +103,10 @@ relais_security_role_allows (const char *role, const char *domain)
             || strcmp (role, "gateway") == 0;
     if (strcmp (domain, "router/partners") == 0)
         return strcmp (role, "partner") == 0;
+    //  A producer follows its own reports (feedback scopes it to its source)
+    if (strcmp (domain, "feedback/feed") == 0 || strcmp (domain, "feedback/api") == 0)
+        return strcmp (role, "producer") == 0 || strcmp (role, "service") == 0
+            || strcmp (role, "operations") == 0 || strcmp (role, "gateway") == 0;
     if (shared)
         return strcmp (role, "service") == 0 || strcmp (role, "operations") == 0
             || strcmp (role, "gateway") == 0;

@@ -54,6 +54,9 @@ int cli_plan (cli_t *cli, int argc, char **argv);
 int cli_capacity (cli_t *cli, int argc, char **argv);
 int cli_erase (cli_t *cli, int argc, char **argv);
 int cli_purge (cli_t *cli, int argc, char **argv);
+int cli_follow (cli_t *cli, int argc, char **argv);
+//  relais status --report SIG-…: one report's timeline (cli_follow.c)
+int cli_report_status (cli_t *cli, int argc, char **argv);
 
 extern const char cli_submit_help [];
 extern const char cli_tail_help [];
@@ -72,6 +75,7 @@ extern const char cli_plan_help [];
 extern const char cli_capacity_help [];
 extern const char cli_erase_help [];
 extern const char cli_purge_help [];
+extern const char cli_follow_help [];
 
 
 //  ---------------------------------------------------------------------------

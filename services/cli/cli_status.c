@@ -22,6 +22,7 @@
 
 const char cli_status_help [] =
     "usage: relais status [--json] [--src SERVICE] [--timeout D]\n"
+    "       relais status --report SIG-… [--producer KIND:NAME] [--json]\n"
     "\n"
     "For every configured service (intake, and router, plans, capacity,\n"
     "analytics when the config has their section): up or DOWN, the last\n"
@@ -38,6 +39,10 @@ const char cli_status_help [] =
     "                   \"heartbeat_age_ms\", \"status\": <the service's reply>}]}\n"
     "  --src SERVICE    only this service\n"
     "  --timeout D      how long to wait for answers (default 2s)\n"
+    "\n"
+    "--report SIG-…: that report's status and timeline, from feedback (recu,\n"
+    "qualifie, oriente, escalade, pris_en_charge, en_cours, clos); --producer\n"
+    "answers only if the report is that producer's (else not_found).\n"
     "\n"
     "Heartbeats are listened for 1.2 s; \"n/a\" means none came in that time.\n"
     "\n"
@@ -177,6 +182,9 @@ s_print_json (s_service_t *services, size_t count, bool all_up)
 int
 cli_status (cli_t *cli, int argc, char **argv)
 {
+    for (int i = 1; i < argc; i++)
+        if (strcmp (argv [i], "--report") == 0)
+            return cli_report_status (cli, argc, argv);
     bool json = false;
     const char *only = NULL;
     int64_t timeout_ms = S_TIMEOUT_MS;

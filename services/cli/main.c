@@ -43,6 +43,7 @@ static const cli_command_t s_commands [] = {
     { "capacity", cli_capacity, "shelter capacity: structures, occupancy, moves, forecast", cli_capacity_help },
     { "erase", cli_erase, "remove one person's personal data everywhere (right to erasure)", cli_erase_help },
     { "purge", cli_purge, "apply the retention policy now in every service holding personal data", cli_purge_help },
+    { "follow", cli_follow, "a producer follows the status of its own reports (durable feed)", cli_follow_help },
     { NULL, NULL, NULL, NULL }
 };
 
@@ -76,7 +77,7 @@ const relais_msg_limits_t cli_reply_limits = {
 };
 
 static const char *const s_services [] = {
-    "intake", "router", "plans", "capacity", "analytics", NULL
+    "intake", "router", "plans", "capacity", "analytics", "feedback", NULL
 };
 
 size_t

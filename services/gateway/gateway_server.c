@@ -80,9 +80,10 @@ typedef struct {
     bool checking;
 } s_pending_t;
 
-typedef enum { S_UP_INTAKE, S_UP_RECORDS, S_UP_PLANS, S_UP_CAPACITY, S_UP_ANALYTICS, S_UP_COUNT } s_up_t;
-static const char *const s_up_names [] = { "intake", "intake", "plans", "capacity", "analytics" };
-static const char *const s_up_keys [] = { "submit", "records", "api", "api", "api" };
+typedef enum { S_UP_INTAKE, S_UP_RECORDS, S_UP_PLANS, S_UP_CAPACITY, S_UP_ANALYTICS, S_UP_FEEDBACK,
+               S_UP_COUNT } s_up_t;
+static const char *const s_up_names [] = { "intake", "intake", "plans", "capacity", "analytics", "feedback" };
+static const char *const s_up_keys [] = { "submit", "records", "api", "api", "api", "api" };
 
 static const char *const s_codes [] = {
     RELAIS_CODE_INVALID, RELAIS_CODE_TOO_LARGE, RELAIS_CODE_UNKNOWN_OP,
@@ -575,6 +576,25 @@ s_allow (s_conn_t *conn, s_role_t role)
     return token;
 }
 
+//  A producer's or an operations token (a producer then sees only its own
+//  reports); answers 401/403 itself.
+static const s_token_t *
+s_allow_reader (s_conn_t *conn)
+{
+    const s_token_t *token = s_authenticate (conn);
+    if (!token) {
+        s_fail (conn, 401, RELAIS_CODE_UNAUTHORIZED, "Authorization",
+                "a valid bearer token is required (Authorization: Bearer <token>)");
+        return NULL;
+    }
+    if (token->role != S_ROLE_PRODUCER && token->role != S_ROLE_OPERATIONS) {
+        relais_info ("refused identity=%s role=%s", token->identity, s_role_names [token->role]);
+        s_fail (conn, 403, RELAIS_CODE_UNAUTHORIZED, "", "only a producer's or an operations token may read this");
+        return NULL;
+    }
+    return token;
+}
+
 //  ---------------------------------------------------------------------------
 //  Requests to services
 
@@ -848,6 +868,7 @@ s_query_each (const char *query, size_t len, s_pair_fn *fn, void *arg)
 typedef struct {
     gateway_filter_t filter;
     uint64_t last;
+    bool mine;
     const char *bad;
 } s_events_args_t;
 
@@ -881,6 +902,12 @@ s_events_pair (const char *key, const char *value, void *arg)
         a->filter.level = (unsigned) (value [0] - '0');
     }
     else
+    if (strcmp (key, "mine") == 0) {
+        if (strcmp (value, "1") && strcmp (value, "true"))
+            return a->bad = "mine", -1;
+        a->mine = true;
+    }
+    else
     if (strcmp (key, "last") == 0) {
         unsigned long long n = strtoull (value, &end, 10);
         if (*end || !*value || n < 1 || n > 1000000)
@@ -908,15 +935,23 @@ static void
 s_handle_events (s_conn_t *conn, const char *query, size_t qlen)
 {
     gateway_server_t *self = conn->server;
-    if (!s_allow (conn, S_ROLE_OPERATIONS))
+    const s_token_t *token = s_allow_reader (conn);
+    if (!token)
         return;
     s_events_args_t args;
     memset (&args, 0, sizeof args);
     if (s_query_each (query, qlen, s_events_pair, &args)) {
         s_fail (conn, 400, RELAIS_CODE_INVALID, args.bad? args.bad: "query",
-                "query parameters: topic (prefix, repeatable), src, arr (1-20), level (1|2), last (1-1000000)");
+                "query parameters: topic (prefix, repeatable), src, arr (1-20), level (1|2), last (1-1000000), mine (1)");
         return;
     }
+    if (args.mine && token->role != S_ROLE_PRODUCER) {
+        s_fail (conn, 400, RELAIS_CODE_INVALID, "mine", "mine=1 is for a producer's token: its own reports");
+        return;
+    }
+    //  A producer's stream is always its own reports' status changes only
+    if (token->role == S_ROLE_PRODUCER)
+        snprintf (args.filter.producer, sizeof args.filter.producer, "%s:%s", token->kind, token->name);
     if (conn->resume_bad) {
         s_fail (conn, 400, RELAIS_CODE_INVALID, "Last-Event-ID", "must be src:seq[,src:seq...]");
         return;
@@ -1049,6 +1084,51 @@ s_handle_forward (s_conn_t *conn, s_up_t up, const char *part, const char *query
     if (rc) {
         s_pending_release (self, p);
         s_fail (conn, 503, RELAIS_CODE_UNAVAILABLE, "", "the service is not reachable, retry");
+    }
+}
+
+//  GET /v1/signalements/{id} -> {op:"feedback.status", id, producer?} on
+//  feedback/api: a producer's token gets only its own reports (feedback
+//  answers not_found for the others: 404, never the data)
+static void
+s_handle_report (s_conn_t *conn, const char *id, const char *query, size_t qlen)
+{
+    gateway_server_t *self = conn->server;
+    const s_token_t *token = s_allow_reader (conn);
+    if (!token)
+        return;
+    if (qlen) {
+        s_fail (conn, 400, RELAIS_CODE_INVALID, "query", "this resource takes no query parameters");
+        return;
+    }
+    if (!self->up [S_UP_FEEDBACK]) {
+        s_fail (conn, 503, RELAIS_CODE_UNAVAILABLE, "", "feedback is not configured in this deployment");
+        return;
+    }
+    s_pending_t *p = s_pending_new (self, conn);
+    if (!p) {
+        s_fail (conn, 429, RELAIS_CODE_UNAVAILABLE, "", "too many requests in flight, retry");
+        return;
+    }
+    bool producer = token->role == S_ROLE_PRODUCER;
+    msgpack_sbuffer out;
+    msgpack_sbuffer_init (&out);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &out, msgpack_sbuffer_write);
+    msgpack_pack_map (&pk, 3 + producer);
+    relais_pack_kv_str (&pk, "op", "feedback.status");
+    relais_pack_kv_str (&pk, "id", id);
+    relais_pack_kv_uint (&pk, "rid", p->rid);
+    if (producer) {
+        char who [200];
+        snprintf (who, sizeof who, "%s:%s", token->kind, token->name);
+        relais_pack_kv_str (&pk, "producer", who);
+    }
+    int rc = s_send_up (self, S_UP_FEEDBACK, &out);
+    msgpack_sbuffer_destroy (&out);
+    if (rc) {
+        s_pending_release (self, p);
+        s_fail (conn, 503, RELAIS_CODE_UNAVAILABLE, "", "feedback is not reachable, retry");
     }
 }
 
@@ -1231,8 +1311,11 @@ s_handle (s_conn_t *conn)
         }
         memcpy (id, start, n);
         id [n] = 0;
+        if (get && !slash)
+            s_handle_report (conn, id, query, qlen);
+        else
         if (!post)
-            s_fail (conn, 405, RELAIS_CODE_UNKNOWN_OP, "", "use POST");
+            s_fail (conn, 405, RELAIS_CODE_UNKNOWN_OP, "", slash? "use POST": "use GET or POST");
         else
             s_handle_submit (conn, id, close? GATEWAY_CLOSE: GATEWAY_CHANGE);
     }

@@ -21,7 +21,7 @@
 #define S_BACKLOG_MAX       (1 << 20)   //  bytes queued on a client before it waits
 
 static const char *const s_services [] = {
-    "intake", "router", "plans", "capacity", "analytics", NULL
+    "intake", "router", "plans", "capacity", "analytics", "feedback", NULL
 };
 
 //  Decode limits for replies and events of our own services (a fetch
@@ -33,6 +33,7 @@ typedef struct {
     char type [RELAIS_TYPE_MAX];
     unsigned arr, level;
     char *json;                         //  the envelope as JSON, "topic" first
+    char *producer;                     //  the body's "producer" (feedback's events), or NULL
 } s_entry_t;
 
 typedef struct {
@@ -112,16 +113,33 @@ s_entry_fill (s_entry_t *entry, const char *topic, const msgpack_object *envelop
     if (!entry->arr)
         entry->arr = s_body_uint (env.body, "arrondissement");
     entry->level = s_body_uint (env.body, "level");
+    const msgpack_object *producer = relais_msg_get (env.body, "producer");
+    if (producer && producer->type == MSGPACK_OBJECT_STR && producer->via.str.size < 256) {
+        entry->producer = (char *) malloc (producer->via.str.size + 1);
+        if (!entry->producer)
+            return -1;
+        memcpy (entry->producer, producer->via.str.ptr, producer->via.str.size);
+        entry->producer [producer->via.str.size] = 0;
+    }
     //  The type came off the wire: it is checked one-line UTF-8 by the
     //  envelope decoder, and cli_json escapes what it writes
     cli_json_opts_t opts = { "topic", entry->type, NULL };
     entry->json = cli_json_dumps (envelope, &opts);
-    return entry->json? 0: -1;
+    if (!entry->json) {
+        free (entry->producer);
+        entry->producer = NULL;
+        return -1;
+    }
+    return 0;
 }
 
 static bool
 s_pass (const gateway_filter_t *filter, const char *src, const s_entry_t *entry)
 {
+    //  A producer's stream: its own reports' status changes, nothing else
+    if (filter->producer [0]
+    &&  (strcmp (src, "feedback") != 0 || !entry->producer || strcmp (entry->producer, filter->producer) != 0))
+        return false;
     if (filter->src [0] && strcmp (filter->src, src) != 0)
         return false;
     if (filter->arr && entry->arr != filter->arr)
@@ -268,6 +286,7 @@ s_watch_on_history (gateway_watch_t *self, size_t index, const msgpack_object *r
         else
             self->next [index] = seq + 1;       //  malformed: skipped, like subscribers do
         free (entry.json);
+        free (entry.producer);
     }
     //  An empty answer below the ring means the log holds nothing there
     if (count == 0 && first > self->next [index])
@@ -357,8 +376,10 @@ s_ring_put (s_source_t *source, s_entry_t *entry)
     gateway_stream_t *stream = source->stream;
     s_entry_t *slot = &source->ring [entry->seq % stream->ring];
     free (slot->json);
+    free (slot->producer);
     *slot = *entry;
     entry->json = NULL;
+    entry->producer = NULL;
     source->last = entry->seq;
     if (source->count < stream->ring)
         source->count++;
@@ -640,7 +661,10 @@ gateway_stream_close (gateway_stream_t **self_p)
         relais_follow_destroy (&source->follow);
         if (source->ring)
             for (size_t j = 0; j < self->ring; j++)
+            {
                 free (source->ring [j].json);
+                free (source->ring [j].producer);
+            }
         free (source->ring);
     }
     zlistx_destroy (&self->watches);

@@ -4,7 +4,8 @@
 
     @header
     One follower per publishing service of the deployment (intake, router,
-    plans, capacity, analytics: those with "<svc>/pub" and "<svc>/fetch").
+    plans, capacity, analytics, feedback: those with "<svc>/pub" and
+    "<svc>/fetch").
     Each follower runs the seam logic that `relais tail` uses too
     (relais_follow, in common/) on the libuv loop: SUB first, then "status"
     for where the log is; live events are queued and taken only when their
@@ -47,6 +48,8 @@ typedef struct {
     char src [32];                          //  "": every source
     unsigned arr;                           //  0: any arrondissement
     unsigned level;                         //  0: any level
+    char producer [192];                    //  "": any; else only feedback's events
+                                            //  whose body.producer is this ("kind:name")
 } gateway_filter_t;
 
 //  How a watch reaches its connection: write queues bytes (returns 0, or

@@ -1,9 +1,10 @@
 /*  =========================================================================
     relais-notify - a partner's notifier: takes the partner's mailbox from
-    the router and hands each delivery to a sink
+    the router and hands each delivery to a sink; or, with --producer, a
+    producer's webhook: its feed of status changes from feedback
 
-    Usage: relais-notify --partner ID [--config FILE] [--state FILE]
-                         [--timeout D]
+    Usage: relais-notify --partner ID | --producer KIND:NAME [--as CERT]
+                         [--config FILE] [--state FILE] [--timeout D]
                          --sink stdout|file:PATH|exec:CMD|webhook:URL
     Says hello with the last mseq it durably handled, hands each delivery to
     the sink, records the new last mseq (state file, atomic and fsync'd),
@@ -11,11 +12,16 @@
     (100 ms doubling to 5 s) and nothing after it is acknowledged. --timeout
     bounds one webhook POST (default 10s).
     FILE defaults to $RELAIS_CONFIG, else /etc/relais/relais.cfg; the state
-    file defaults to <relais/data>/notify-<ID>.state.
+    file defaults to <relais/data>/notify-<ID>.state. --producer speaks the
+    same protocol to feedback/feed (proto/feedback.md §4); with CURVE the
+    certificate (--as, default $RELAIS_IDENTITY, else the partner id)
+    decides whose feed it is.
     =========================================================================
 */
 #include "notify_sink.h"
 #include "router_server.h"
+#include "feedback_server.h"
+#include "feedback_status.h"
 #include "cli_json.h"
 #include "relais_bus.h"
 #include "relais_security.h"
@@ -37,6 +43,8 @@ s_on_signal (int signum)
     s_stop = 1;
 }
 
+static const char *s_who_key = "partner";     //  "producer" with --producer
+
 static zsock_t *
 s_connect (const char *endpoint, const char *partner, uint64_t last)
 {
@@ -56,7 +64,7 @@ s_connect (const char *endpoint, const char *partner, uint64_t last)
     msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
     msgpack_pack_map (&pk, 3);
     relais_pack_kv_str (&pk, "op", "hello");
-    relais_pack_kv_str (&pk, "partner", partner);
+    relais_pack_kv_str (&pk, s_who_key, partner);
     relais_pack_kv_uint (&pk, "after", last);
     zmsg_t *msg = zmsg_new ();
     zmsg_addmem (msg, "", 0);
@@ -88,7 +96,8 @@ int
 main (int argc, char *argv [])
 {
     const char *path = getenv ("RELAIS_CONFIG");
-    const char *partner = NULL, *sink_spec = NULL, *state_arg = NULL;
+    const char *partner = NULL, *producer = NULL, *sink_spec = NULL, *state_arg = NULL;
+    const char *cert = getenv ("RELAIS_IDENTITY");
     uint64_t timeout_ms = 10000;
     for (int i = 1; i < argc; i++) {
         if (strcmp (argv [i], "--config") == 0 && i + 1 < argc)
@@ -96,6 +105,12 @@ main (int argc, char *argv [])
         else
         if (strcmp (argv [i], "--partner") == 0 && i + 1 < argc)
             partner = argv [++i];
+        else
+        if (strcmp (argv [i], "--producer") == 0 && i + 1 < argc)
+            producer = argv [++i];
+        else
+        if (strcmp (argv [i], "--as") == 0 && i + 1 < argc)
+            cert = argv [++i];
         else
         if (strcmp (argv [i], "--sink") == 0 && i + 1 < argc)
             sink_spec = argv [++i];
@@ -107,15 +122,29 @@ main (int argc, char *argv [])
         &&  relais_parse_duration_ms (argv [i + 1], &timeout_ms) && timeout_ms > 0)
             i++;
         else {
-            partner = NULL;
+            sink_spec = NULL;
             break;
         }
     }
-    if (!partner || !sink_spec) {
-        fprintf (stderr, "usage: relais-notify --partner ID [--config FILE] [--state FILE]\n"
-                         "                     [--timeout D] --sink stdout|file:PATH|exec:CMD|webhook:URL\n");
+    if (!partner == !producer || !sink_spec || (producer && !feedback_producer_valid (producer))) {
+        fprintf (stderr, "usage: relais-notify --partner ID | --producer KIND:NAME [--as CERT]\n"
+                         "                     [--config FILE] [--state FILE] [--timeout D]\n"
+                         "                     --sink stdout|file:PATH|exec:CMD|webhook:URL\n");
         return EXIT_FAILURE;
     }
+    //  A producer's feed: the same protocol, on feedback's feed endpoint
+    char producer_id [FEEDBACK_PRODUCER_MAX + 16] = "";
+    if (producer) {
+        s_who_key = "producer";
+        partner = producer;
+        size_t j = 0;
+        for (const char *c = producer; *c && j + 1 < sizeof producer_id; c++)
+            producer_id [j++] = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z')
+                             || (*c >= '0' && *c <= '9')? *c: '-';
+        producer_id [j] = 0;
+    }
+    if (!cert || !*cert)
+        cert = producer? "producer": partner;
     if (!path)
         path = "/etc/relais/relais.cfg";
     relais_log_init ("notify");
@@ -125,7 +154,7 @@ main (int argc, char *argv [])
     signal (SIGTERM, s_on_signal);
     relais_config_t *config = relais_config_load (path);
     if (!config || relais_deploy_declare (config) || router_declare (config)
-    ||  relais_service_setup (config, partner, false)) {
+    ||  feedback_declare (config) || relais_service_setup (config, cert, false)) {
         relais_config_destroy (&config);
         return EXIT_FAILURE;
     }
@@ -146,7 +175,7 @@ main (int argc, char *argv [])
         char *data = relais_config_path (config, "relais/data");
         if (data) {
             zsys_dir_create ("%s", data);
-            state_path = zsys_sprintf ("%s/notify-%s.state", data, partner);
+            state_path = zsys_sprintf ("%s/notify-%s.state", data, producer? producer_id: partner);
             zstr_free (&data);
         }
     }
@@ -166,8 +195,9 @@ main (int argc, char *argv [])
                        (unsigned long long) last);
         last = in_sink;
     }
-    const char *endpoint = relais_config_str (config, "router/partners");
-    uint64_t hb_ms = relais_config_duration_ms (config, "router/partner_heartbeat", 1000);
+    const char *endpoint = relais_config_str (config, producer? "feedback/feed": "router/partners");
+    uint64_t hb_ms = relais_config_duration_ms (config, producer? "feedback/feed_heartbeat"
+                                                                  : "router/partner_heartbeat", 1000);
     if (hb_ms == 0)
         hb_ms = 1000;
     zsock_t *sock = s_connect (endpoint, partner, last);
@@ -178,7 +208,7 @@ main (int argc, char *argv [])
         relais_config_destroy (&config);
         return EXIT_FAILURE;
     }
-    relais_notice ("ready partner=%s router=%s after=%llu", partner, endpoint,
+    relais_notice ("ready %s=%s endpoint=%s after=%llu", s_who_key, partner, endpoint,
                    (unsigned long long) last);
     int64_t now = zclock_mono ();
     int64_t heard = now, sent = now, retry_at = 0, backoff = 100;
@@ -211,7 +241,7 @@ main (int argc, char *argv [])
                     need_ack = true;        //  a redelivery: handled already
                 else
                 if (!failing) {
-                    cli_json_opts_t opts = { "partner", partner, "op" };
+                    cli_json_opts_t opts = { s_who_key, partner, "op" };
                     msgpack_sbuffer line;
                     msgpack_sbuffer_init (&line);
                     if (cli_json_write (&line, &m.root, &opts) == 0
@@ -306,7 +336,7 @@ main (int argc, char *argv [])
             sent = now;
         }
     }
-    relais_notice ("stopped partner=%s handled=%llu last=%llu", partner,
+    relais_notice ("stopped %s=%s handled=%llu last=%llu", s_who_key, partner,
                    (unsigned long long) handled, (unsigned long long) last);
     zsock_destroy (&sock);
     notify_sink_destroy (&sink);

@@ -43,6 +43,7 @@ SERVICE_ENDPOINTS = {
     "plans": ["pub", "fetch", "api"],
     "capacity": ["pub", "fetch", "api"],
     "analytics": ["pub", "fetch", "api"],
+    "feedback": ["pub", "fetch", "feed", "api"],
 }
 
 

@@ -39,6 +39,12 @@ test_roles (void)
     CHECK (!relais_security_role_allows ("gateway", "unlisted"));
     CHECK (!relais_security_role_allows ("king", "intake/submit"));
     CHECK (!relais_security_role_allows (NULL, "intake/submit"));
+    //  Feedback: a producer follows its own reports; a partner does not
+    CHECK (relais_security_role_allows ("producer", "feedback/feed"));
+    CHECK (relais_security_role_allows ("producer", "feedback/api"));
+    CHECK (!relais_security_role_allows ("producer", "feedback/pub"));
+    CHECK (!relais_security_role_allows ("partner", "feedback/feed"));
+    CHECK (relais_security_role_allows ("gateway", "feedback/feed"));
 }
 
 static relais_config_t *

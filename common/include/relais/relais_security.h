@@ -28,6 +28,7 @@
       operations  intake/submit, intake/records, ANY/pub, ANY/fetch, ANY/api
       service     intake/records, ANY/pub, ANY/fetch, ANY/api
       partner     router/partners
+      feedback/feed and feedback/api also admit producer (its own reports only)
     Any other endpoint admits services and operations only.
     =========================================================================
 */
