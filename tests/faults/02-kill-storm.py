@@ -1,15 +1,19 @@
 """kill -9 storm across the bus (RELIABILITY-TESTS T1; issue: faults).
 
 Four producers submit reports that they retry until acked, with stable idem
-keys, while a random process of the bus - intake, router, plans, analytics
-or a partner's notifier - is killed with -9 every 1 to 3 s and restarted.
+keys, while a random process of the bus - intake, router, plans, analytics,
+feedback, a partner's notifier or the producer's - is killed with -9 every 0.5 to 2 s and restarted.
 At the end:
 - intake's log holds every acked report exactly once, contiguous;
 - the router assigned every report, and no report twice to one partner;
 - every notifier wrote each of its deliveries exactly once;
 - plans, killed and restarted, holds the same plans as a fresh plans that
   replays the logs from sequence 1;
-- analytics holds the same aggregates as a rebuild from the logs.
+- analytics holds the same aggregates as a rebuild from the logs;
+- feedback, killed and restarted, gives every report the same status as a
+  fresh feedback replaying the logs, and the producer's webhook end
+  (relais-notify --producer, killed too) wrote each status change of its
+  feed exactly once.
 It prints one row of figures. CI: 4 x 2,500 reports; RELAIS_SOAK=1: 4 x 25,000.
 """
 import json
@@ -26,7 +30,8 @@ from relais_harness import Bus, Producer, binary, check, fault_row, ok, sample_s
 SOAK = os.environ.get("RELAIS_SOAK") == "1"
 PER_PRODUCER = 25000 if SOAK else 2500
 PARTNERS = ["mus", "uasa", "samu_social", "maraudes", "sdppe", "drihl"]
-SERVICES = ["intake", "router", "plans", "analytics"]
+SERVICES = ["intake", "router", "plans", "analytics", "feedback"]
+PRODUCER = "115:115 de Paris"           # sample_signal's source: every report's producer
 
 bus = Bus("storm", services=SERVICES)
 for svc in SERVICES:
@@ -44,6 +49,17 @@ def start_notifier(p):
 
 for p in PARTNERS:
     start_notifier(p)
+
+
+def start_follower():
+    log = open(os.path.join(bus.dir, "notify-producer.log"), "ab")
+    notify_procs["producer"] = subprocess.Popen(
+        [binary("relais-notify"), "--config", bus.config, "--producer", PRODUCER,
+         "--sink", f"file:{os.path.join(bus.dir, 'producer.ndjson')}"],
+        stdout=log, stderr=log)
+
+
+start_follower()
 
 rnd = random.Random(20261123)
 
@@ -69,7 +85,7 @@ kills = {name: 0 for name in SERVICES + ["notify"]}
 def storm():
     victims = []
     while not done.is_set():
-        time.sleep(rnd.uniform(1.0, 3.0))
+        time.sleep(rnd.uniform(0.5, 2.0))
         if done.is_set():
             break
         if not victims:                 # every kind in turn, in a random order
@@ -77,10 +93,10 @@ def storm():
             rnd.shuffle(victims)
         victim = victims.pop()
         if victim == "notify":
-            p = rnd.choice(PARTNERS)
+            p = rnd.choice(PARTNERS + ["producer"])
             notify_procs[p].kill()
             notify_procs[p].wait()
-            start_notifier(p)
+            start_follower() if p == "producer" else start_notifier(p)
         else:
             bus.kill9(victim)
             bus.start(victim)
@@ -108,6 +124,9 @@ for t in threads:
     t.join()
 elapsed = time.time() - start
 time.sleep(3)                           # and while downstream catches up
+deadline = time.time() + 60             # every kind gets its kill, even on a fast machine
+while time.time() < deadline and not all(n > 0 for n in kills.values()):
+    time.sleep(0.5)
 done.set()
 killer.join()
 for name in SERVICES:
@@ -151,7 +170,51 @@ for p in PARTNERS:
           len(keys), len(set(keys)), expected[p])
 recovered = time.time() - t0
 
-# 4. analytics: live equals rebuild. Before plans is replayed below: a
+# 4. feedback: every status change reached the producer's end once, and
+#    the killed feedback equals a fresh replay
+bus.wait_caught_up("feedback", ["intake", "router", "plans"])
+changes = [e for e in bus.fetch_all("feedback") if e["type"] == "status.changed"]
+deadline = time.time() + 120
+def followed():
+    path = os.path.join(bus.dir, "producer.ndjson")
+    return [json.loads(l) for l in open(path)] if os.path.exists(path) else []
+while time.time() < deadline and len(followed()) < len(changes):
+    time.sleep(0.5)
+got = followed()
+mseqs = [d["mseq"] for d in got]
+check(mseqs == list(range(1, len(changes) + 1)), "the producer got every status change once, in order",
+      len(mseqs), len(set(mseqs)), len(changes))
+check({d["key"] for d in got} == set(created), "about every report", len({d["key"] for d in got}))
+
+
+def statuses():
+    out, after = {}, ""
+    while True:
+        req = {"op": "feedback.list", "producer": PRODUCER, "limit": 1000}
+        if after:
+            req["after"] = after
+        r = bus.request(bus.endpoints["feedback"]["api"], req, timeout=30)
+        check(r.get("ok"), "feedback.list", r)
+        for rep in r["reports"]:
+            out[rep["id"]] = (rep["status"], rep["outcome"])
+        if not r["more"]:
+            return out
+        after = r["reports"][-1]["id"]
+
+
+survived = statuses()
+check(set(survived) == set(created), "feedback knows every report", len(survived))
+check(bus.stop("feedback") == 0, "feedback stops")
+store = os.path.join(bus.dir, "var", "feedback")
+shutil.move(store, store + ".stormed")
+bus.start("feedback")
+bus.wait_caught_up("feedback", ["intake", "router", "plans"])
+fresh = statuses()
+differ = [k for k in survived if survived[k] != fresh.get(k)]
+check(not differ, "feedback after the storm equals a fresh replay", len(differ),
+      [(k, survived[k], fresh.get(k)) for k in differ[:3]])
+
+# 5. analytics: live equals rebuild. Before plans is replayed below: a
 #    source whose log is replaced under its subscribers (a store restored
 #    from an older copy) leaves them ahead of it.
 bus.wait_caught_up("plans", ["intake", "router"])
@@ -172,7 +235,7 @@ rebuilt = analytics("--dump", "--store", rebuilt_dir)
 check(live.stdout and live.stdout == rebuilt.stdout, "analytics equals a rebuild",
       len(live.stdout.splitlines()), len(rebuilt.stdout.splitlines()))
 
-# 5. plans: the killed one equals a fresh replay
+# 6. plans: the killed one equals a fresh replay
 bus.wait_caught_up("plans", ["intake", "router"])
 check(bus.stop("plans") == 0, "plans stops")
 
@@ -200,5 +263,5 @@ for p in notify_procs.values():
     p.terminate()
     p.wait()
 fault_row("kill -9 storm (T1)", total, f"{sum(kills.values())} kills -9 {kills}", 0, 0,
-          f"downstream complete {recovered:.1f} s after the feed", "plans = replay, analytics = rebuild")
+          f"downstream complete {recovered:.1f} s after the feed", "plans and feedback = replay, analytics = rebuild")
 ok("02-kill-storm")
