@@ -41,6 +41,7 @@ typedef struct {
     bool fetching;
     uint64_t fetch_rid;
     uint64_t fetch_sent;        //  monotonic µs
+    uint64_t fetch_applied;     //  the checkpoint when that fetch was sent
     uint64_t last_heard;        //  monotonic µs
     bool silent;
     bool rewound;               //  its log ends before our checkpoint: held
@@ -137,8 +138,9 @@ s_write_rewound (relais_txn_t *txn, void *arg)
     return relais_meta_set (txn, name, src->applied);
 }
 
-//  The source says its log ends at last. Below our checkpoint, the source
-//  lost events we applied - its store was replaced by an older copy, or by
+//  The source says, in the reply to a fetch sent once we had applied
+//  fetch_applied, that its log ends at last. It served the request after we
+//  had applied those events, so below that it lost events we applied - its store was replaced by an older copy, or by
 //  an empty one - and it will number new events with sequences we already
 //  hold. Applying them would silently skip some and misread the others, so
 //  nothing more is applied from this source, for good (the hold is stored
@@ -147,7 +149,7 @@ s_write_rewound (relais_txn_t *txn, void *arg)
 static void
 s_check_rewound (s_source_t *src, uint64_t last)
 {
-    if (src->rewound || last >= src->applied)
+    if (src->rewound || last >= src->fetch_applied)
         return;
     src->rewound = true;
     relais_error ("source rewound src=%s last=%llu applied=%llu: its log is older than "
@@ -228,6 +230,7 @@ s_on_live_batch (relais_poller_t *poller, void *arg)
         relais_fatal ("out of memory", -ENOMEM);
     }
     size_t count = 0, nheld = 0;
+    bool probe = false;
     s_heard (src);
     zmsg_t *msg;
     relais_msg_limits_t limits = S_EVENT_LIMITS;
@@ -248,7 +251,10 @@ s_on_live_batch (relais_poller_t *poller, void *arg)
             continue;
         }
         if (hb) {
-            s_check_rewound (src, envs [count].seq);
+            //  A heartbeat below the checkpoint may only be late (the live
+            //  path lags the fetch path): ask the log, whose reply decides
+            if (envs [count].seq < src->applied && !src->fetching && !src->rewound)
+                probe = true;
             if (envs [count].seq > src->known)
                 src->known = envs [count].seq;
             relais_msg_release (&msgs [count]);
@@ -275,7 +281,7 @@ s_on_live_batch (relais_poller_t *poller, void *arg)
     free (env_ptrs);
     free (topics);
     free (held);
-    if (!src->fetching && src->known > src->applied)
+    if (!src->fetching && (src->known > src->applied || probe))
         s_fetch_send (src);
 }
 
@@ -304,6 +310,7 @@ s_fetch_send (s_source_t *src)
                      (unsigned long long) src->applied + 1, (unsigned long long) src->known);
     src->fetching = true;
     src->fetch_sent = relais_clock_mono ();
+    src->fetch_applied = src->applied;
     //  With ZMQ_IMMEDIATE a source that is down - or not connected yet, as
     //  at start - refuses the send at once: try again at the next tick
     //  rather than after the whole fetch timeout (a fresh start used to

@@ -217,6 +217,9 @@ try:
     stalls = sum(r.stalls for r in relays)
     holes = sum(r.holes for r in relays)
     check(resets + stalls + holes > 0, "the link was really degraded", resets, stalls, holes)
+    if d["checkpoint"] != last:
+        print(open(sublog_path, errors="replace").read()[-3000:], file=sys.stderr)
+    check(sub.poll() is None, "the subscriber is alive", sub.returncode)
     check(d["checkpoint"] == last, "the subscriber caught up", d, last)
     check(d["distinct"] == last and d["total"] == last and d["max_count"] == 1,
           "every event applied exactly once", d)
