@@ -12,7 +12,8 @@ array header, depth 33, trailing bytes, not msgpack - from ZeroMQ peers.
 Intake never crashes; every frame that reaches it gets a clear error (no
 `ok:true`, a code); oversize peers are disconnected by libzmq (their frame
 never reaches intake); its memory grows by less than 10 MB; intake still
-acks a valid report at the end. CI sends 10,000 frames; RELAIS_SOAK=1 sends
+acks a valid report at the end (the memory bound is checked in the gcc
+pass; ASan's quarantine holds freed memory). CI sends 10,000 frames; RELAIS_SOAK=1 sends
 100,000.
 """
 import os
@@ -177,7 +178,10 @@ try:
     grown = rss_kib(intake.pid) - base_rss
     check(good_replies == 0, "no hostile frame was accepted", good_replies, codes)
     check(replied == sent, "every frame that reached intake was answered with an error", replied, sent)
-    check(grown < 10 * 1024, "intake's memory grew by less than 10 MB", grown)
+    # AddressSanitizer's quarantine keeps freed memory: the bound holds for
+    # the real build only (the sanitizer pass still checks everything else)
+    if not os.environ.get("RELAIS_SANITIZED"):
+        check(grown < 10 * 1024, "intake's memory grew by less than 10 MB", grown)
     final = Producer(submit, window=1)
     final.run([{"op": "submit", "idem": "after-the-storm", "signal": sample_signal()}], deadline=30)
     check(len(final.acks) == 1, "a valid report is still acked")
