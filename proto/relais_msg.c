@@ -267,43 +267,6 @@ relais_utf8_clean (const char *bytes, size_t size, bool allow_newlines)
 }
 
 void
-relais_pack_str (msgpack_packer *pk, const char *text)
-{
-    relais_pack_strn (pk, text, strlen (text));
-}
-
-void
-relais_pack_strn (msgpack_packer *pk, const char *text, size_t size)
-{
-    msgpack_pack_str (pk, size);
-    msgpack_pack_str_body (pk, text, size);
-}
-
-void
-relais_pack_kv_str (msgpack_packer *pk, const char *key, const char *text)
-{
-    relais_pack_str (pk, key);
-    relais_pack_str (pk, text);
-}
-
-void
-relais_pack_kv_uint (msgpack_packer *pk, const char *key, uint64_t value)
-{
-    relais_pack_str (pk, key);
-    msgpack_pack_uint64 (pk, value);
-}
-
-void
-relais_pack_kv_bool (msgpack_packer *pk, const char *key, bool value)
-{
-    relais_pack_str (pk, key);
-    if (value)
-        msgpack_pack_true (pk);
-    else
-        msgpack_pack_false (pk);
-}
-
-void
 relais_pack_raw (msgpack_packer *pk, const void *bytes, size_t size)
 {
     pk->callback (pk->data, bytes, size);
