@@ -23,7 +23,11 @@
 #define S_IDEM_MAX      128
 #define S_REFS_MAX      RELAIS_SIG_PEOPLE_MAX
 #define S_REPEAT_KEEP   64
-#define S_POOL_KEEP     128             //  spare ops kept for reuse
+//  Spare ops kept for reuse: a batch under load holds up to a producer
+//  window of them (1,000), and an op made anew costs a calloc and the
+//  first growth of its buffers. About 3 KiB each, only after a load.
+#define S_POOL_KEEP     1024
+#define S_OP_BUFFER     512             //  first size of an op's buffers
 #define S_PUBLIC_EXTRA  4               //  level, reasons, person_refs, received_at
 
 const relais_config_key_t intake_keys [] = {
@@ -191,10 +195,14 @@ s_op_new (intake_server_t *self)
 {
     s_op_t *op = self->pool;
     if (!op) {
+        //  msgpack's sbuffer starts at 8 KiB; a packed report is ~0.5 KiB,
+        //  and the buffers grow by doubling when one is larger
         op = (s_op_t *) calloc (1, sizeof (s_op_t));
         if (op) {
-            msgpack_sbuffer_init (&op->full);
-            msgpack_sbuffer_init (&op->pub);
+            op->full.data = (char *) malloc (S_OP_BUFFER);
+            op->pub.data = (char *) malloc (S_OP_BUFFER);
+            op->full.alloc = op->full.data? S_OP_BUFFER: 0;
+            op->pub.alloc = op->pub.data? S_OP_BUFFER: 0;
         }
         return op;
     }
