@@ -230,6 +230,19 @@ relais_utf8_clean (const char *bytes, size_t size, bool allow_newlines)
     const uint8_t *p = (const uint8_t *) bytes;
     const uint8_t *end = p + size;
     while (p < end) {
+        //  Fast path, 8 bytes at a time: plain printable ASCII (0x20..0x7e)
+        //  is most of every report; any other byte goes the slow way below
+        while (end - p >= 8) {
+            uint64_t w;
+            memcpy (&w, p, 8);
+            const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+            uint64_t x7f = w ^ (0x7f * ones);
+            if (((w | ((w - 0x20 * ones) & ~w) | ((x7f - ones) & ~x7f)) & highs) != 0)
+                break;
+            p += 8;
+        }
+        if (p >= end)
+            break;
         uint8_t c = *p;
         if (c < 0x80) {
             if (c == 0x7f)
@@ -264,43 +277,6 @@ relais_utf8_clean (const char *bytes, size_t size, bool allow_newlines)
         p += n + 1;
     }
     return true;
-}
-
-void
-relais_pack_str (msgpack_packer *pk, const char *text)
-{
-    relais_pack_strn (pk, text, strlen (text));
-}
-
-void
-relais_pack_strn (msgpack_packer *pk, const char *text, size_t size)
-{
-    msgpack_pack_str (pk, size);
-    msgpack_pack_str_body (pk, text, size);
-}
-
-void
-relais_pack_kv_str (msgpack_packer *pk, const char *key, const char *text)
-{
-    relais_pack_str (pk, key);
-    relais_pack_str (pk, text);
-}
-
-void
-relais_pack_kv_uint (msgpack_packer *pk, const char *key, uint64_t value)
-{
-    relais_pack_str (pk, key);
-    msgpack_pack_uint64 (pk, value);
-}
-
-void
-relais_pack_kv_bool (msgpack_packer *pk, const char *key, bool value)
-{
-    relais_pack_str (pk, key);
-    if (value)
-        msgpack_pack_true (pk);
-    else
-        msgpack_pack_false (pk);
 }
 
 void

@@ -18,6 +18,7 @@
 #define RELAIS_MSG_H_INCLUDED
 
 #include <msgpack.h>
+#include <string.h>
 #include "relais_err.h"
 
 #define RELAIS_MSG_MAX_BYTES     65536   //  one frame (also ZMQ_MAXMSGSIZE)
@@ -72,12 +73,44 @@ bool
 bool
     relais_utf8_clean (const char *bytes, size_t size, bool allow_newlines);
 
-//  Packing helpers over msgpack_packer.
-void relais_pack_str (msgpack_packer *pk, const char *text);
-void relais_pack_strn (msgpack_packer *pk, const char *text, size_t size);
-void relais_pack_kv_str (msgpack_packer *pk, const char *key, const char *text);
-void relais_pack_kv_uint (msgpack_packer *pk, const char *key, uint64_t value);
-void relais_pack_kv_bool (msgpack_packer *pk, const char *key, bool value);
+//  Packing helpers over msgpack_packer. Inline: most keys are literals,
+//  whose strlen the compiler folds, and they run for every packed field.
+static inline void
+relais_pack_strn (msgpack_packer *pk, const char *text, size_t size)
+{
+    msgpack_pack_str (pk, size);
+    msgpack_pack_str_body (pk, text, size);
+}
+
+static inline void
+relais_pack_str (msgpack_packer *pk, const char *text)
+{
+    relais_pack_strn (pk, text, strlen (text));
+}
+
+static inline void
+relais_pack_kv_str (msgpack_packer *pk, const char *key, const char *text)
+{
+    relais_pack_str (pk, key);
+    relais_pack_str (pk, text);
+}
+
+static inline void
+relais_pack_kv_uint (msgpack_packer *pk, const char *key, uint64_t value)
+{
+    relais_pack_str (pk, key);
+    msgpack_pack_uint64 (pk, value);
+}
+
+static inline void
+relais_pack_kv_bool (msgpack_packer *pk, const char *key, bool value)
+{
+    relais_pack_str (pk, key);
+    if (value)
+        msgpack_pack_true (pk);
+    else
+        msgpack_pack_false (pk);
+}
 //  Append already-encoded msgpack bytes as one object.
 void relais_pack_raw (msgpack_packer *pk, const void *bytes, size_t size);
 

@@ -60,6 +60,7 @@ typedef char s_path_t [RELAIS_FIELD_MAX];
 typedef struct {
     relais_error_t *err;
     uint64_t now_us;
+    bool fresh;         //  the struct was just zeroed: handlers skip resets
 } s_ctx_t;
 
 //  ---------------------------------------------------------------------------
@@ -119,7 +120,8 @@ static int
 s_read_str (s_ctx_t *ctx, const msgpack_object *o, const char *path,
             char *buf, size_t max, bool required, bool allow_newlines)
 {
-    memset (buf, 0, max + 1);
+    if (!ctx->fresh)
+        memset (buf, 0, max + 1);
     if (!o) {
         if (required)
             return relais_error_set (ctx->err, RELAIS_CODE_INVALID, path,
@@ -359,9 +361,10 @@ s_field_place (s_ctx_t *ctx, const msgpack_object *o, const char *path,
     //  The place is always replaced as a whole: forget the old one first
     sig->arrondissement = 0;
     sig->place_kind = RELAIS_PLACE_VOIE_PUBLIQUE;
-    memset (sig->address, 0, sizeof sig->address);
     sig->has_geo = false;
     sig->lat = sig->lon = 0;
+    if (!ctx->fresh)
+        memset (sig->address, 0, sizeof sig->address);
 
     int rc = s_need_map (ctx, o, path);
     if (rc)
@@ -508,7 +511,8 @@ s_phone_ok (const char *phone)
 static int
 s_person (s_ctx_t *ctx, const msgpack_object *o, const char *path, relais_person_t *person)
 {
-    memset (person, 0, sizeof *person);
+    if (!ctx->fresh)
+        memset (person, 0, sizeof *person);
     int rc = s_need_map (ctx, o, path);
     if (rc)
         return rc;
@@ -548,7 +552,8 @@ s_field_people (s_ctx_t *ctx, const msgpack_object *o, const char *path,
 {
     //  The list is always replaced as a whole
     sig->people_count = 0;
-    memset (sig->people, 0, sizeof sig->people);
+    if (!ctx->fresh)
+        memset (sig->people, 0, sizeof sig->people);
     if (!o)
         return 0;
     if (o->type != MSGPACK_OBJECT_ARRAY)
@@ -569,27 +574,28 @@ s_field_people (s_ctx_t *ctx, const msgpack_object *o, const char *path,
 
 typedef struct {
     const char *key;
+    size_t len;                         //  strlen (key)
     s_field_fn *fn;
     bool changeable;
 } s_field_t;
 
 //  In the order errors are reported, which is also the packing order
 static const s_field_t s_fields [] = {
-    { "source",          s_field_source,          false },
-    { "observed_at",     s_field_observed_at,     true  },
-    { "place",           s_field_place,           true  },
-    { "persons",         s_field_persons,         true  },
-    { "publics",         s_field_publics,         true  },
-    { "minors",          s_field_minors,          true  },
-    { "pregnant",        s_field_pregnant,        true  },
-    { "tents",           s_field_tents,           true  },
-    { "needs",           s_field_needs,           true  },
-    { "urgency",         s_field_urgency,         true  },
-    { "sensitive",       s_field_sensitive,       true  },
-    { "escalate",        s_field_escalate,        true  },
-    { "escalate_reason", s_field_escalate_reason, true  },
-    { "summary",         s_field_summary,         true  },
-    { "people",          s_field_people,          true  },
+    { "source",          6, s_field_source,          false },
+    { "observed_at",     11, s_field_observed_at,     true  },
+    { "place",           5, s_field_place,           true  },
+    { "persons",         7, s_field_persons,         true  },
+    { "publics",         7, s_field_publics,         true  },
+    { "minors",          6, s_field_minors,          true  },
+    { "pregnant",        8, s_field_pregnant,        true  },
+    { "tents",           5, s_field_tents,           true  },
+    { "needs",           5, s_field_needs,           true  },
+    { "urgency",         7, s_field_urgency,         true  },
+    { "sensitive",       9, s_field_sensitive,       true  },
+    { "escalate",        8, s_field_escalate,        true  },
+    { "escalate_reason", 15, s_field_escalate_reason, true  },
+    { "summary",         7, s_field_summary,         true  },
+    { "people",          6, s_field_people,          true  },
 };
 #define S_FIELDS (sizeof s_fields / sizeof s_fields [0])
 
@@ -625,13 +631,28 @@ relais_signal_parse (const msgpack_object *map, const char *prefix,
     sig->urgency = RELAIS_URGENCY_JOUR;
     if (!prefix)
         prefix = "";
-    s_ctx_t ctx = { err, now_us };
+    //  Every buffer is zero already: the handlers write only what they read
+    s_ctx_t ctx = { err, now_us, true };
     if (!map || map->type != MSGPACK_OBJECT_MAP)
         return s_invalid (&ctx, prefix, "must be a map");
+    //  One pass over the map finds every field (the first of a repeated
+    //  key, as relais_msg_get would), then the handlers run in table order
+    const msgpack_object *values [S_FIELDS] = { NULL };
+    for (uint32_t k = 0; k < map->via.map.size; k++) {
+        const msgpack_object *key = &map->via.map.ptr [k].key;
+        if (key->type != MSGPACK_OBJECT_STR)
+            continue;
+        for (size_t i = 0; i < S_FIELDS; i++)
+            if (!values [i] && key->via.str.size == s_fields [i].len
+            &&  memcmp (key->via.str.ptr, s_fields [i].key, s_fields [i].len) == 0) {
+                values [i] = &map->via.map.ptr [k].val;
+                break;
+            }
+    }
     for (size_t i = 0; i < S_FIELDS; i++) {
         s_path_t path;
         s_path_key (path, prefix, s_fields [i].key);
-        int rc = s_fields [i].fn (&ctx, relais_msg_get (map, s_fields [i].key), path, sig);
+        int rc = s_fields [i].fn (&ctx, values [i], path, sig);
         if (rc)
             return rc;
     }
@@ -645,7 +666,7 @@ relais_signal_apply_changes (relais_signal_t *sig, const msgpack_object *changes
 {
     if (!prefix)
         prefix = "";
-    s_ctx_t ctx = { err, now_us };
+    s_ctx_t ctx = { err, now_us, false };
     if (!changes || changes->type != MSGPACK_OBJECT_MAP)
         return s_invalid (&ctx, prefix, "must be a map of signal fields");
     //  Validate into a copy (about 8 KB, on the stack so that no allocation

@@ -78,6 +78,13 @@ intake_rules_qualify (const intake_rules_t *rules, const relais_signal_t *sig,
         reasons |= 1u << INTAKE_REASON_TRANSFERT_ELU;
     if (rules->escalation && sig->escalate)
         reasons |= 1u << INTAKE_REASON_ESCALADE;
+    return reasons | intake_rules_repeats (rules, repeat_flags);
+}
+
+uint32_t
+intake_rules_repeats (const intake_rules_t *rules, uint32_t repeat_flags)
+{
+    uint32_t reasons = 0;
     if (rules->repeat_window_us && rules->repeat_count) {
         if (repeat_flags & INTAKE_REPEAT_PLACE)
             reasons |= 1u << INTAKE_REASON_REPETITION_LIEU;

@@ -63,4 +63,10 @@ uint32_t
     intake_rules_qualify (const intake_rules_t *rules, const relais_signal_t *sig,
                           uint32_t repeat_flags);
 
+//  The reasons that repeat_flags alone give (the repetition ones, when the
+//  rules count repeats): intake_rules_qualify (rules, sig, flags) is
+//  intake_rules_qualify (rules, sig, 0) | intake_rules_repeats (rules, flags).
+uint32_t
+    intake_rules_repeats (const intake_rules_t *rules, uint32_t repeat_flags);
+
 #endif

@@ -15,6 +15,7 @@
 #include "relais_signal.h"
 
 #include <sodium.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 
@@ -22,7 +23,12 @@
 #define S_IDEM_MAX      128
 #define S_REFS_MAX      RELAIS_SIG_PEOPLE_MAX
 #define S_REPEAT_KEEP   64
-#define S_POOL_KEEP     128             //  spare ops kept for reuse (~1 MiB)
+//  Spare ops kept for reuse: a batch under load holds up to a producer
+//  window of them (1,000), and an op made anew costs a calloc and the
+//  first growth of its buffers. About 3 KiB each, only after a load.
+#define S_POOL_KEEP     1024
+#define S_OP_BUFFER     512             //  first size of an op's buffers
+#define S_PUBLIC_EXTRA  4               //  level, reasons, person_refs, received_at
 
 const relais_config_key_t intake_keys [] = {
     { "submit", "tcp://127.0.0.1:7100", relais_check_endpoint, "ROUTER for producers: submit, update, close" },
@@ -70,7 +76,12 @@ struct s_op_t {
     const msgpack_object *rid;
     char idem_key [S_IDEM_MAX + 64];
     size_t idem_key_len;
-    relais_signal_t *sig;               //  submit: the parsed report
+    //  submit: what the transaction needs of the report, worked out when it
+    //  is parsed (into the server's one scratch signal, warm in the cache)
+    char refs [S_REFS_MAX][RELAIS_SIG_REF_MAX];
+    size_t ref_count;
+    char place [64];                    //  the repeat key of the place, or ""
+    uint32_t reasons;                   //  reasons that do not need history
     const msgpack_object *changes;      //  update
     char id [S_ID_MAX];                 //  update, close
     char reason [32];                   //  close
@@ -81,6 +92,9 @@ struct s_op_t {
     uint64_t seq;
     uint32_t level;
     bool duplicate;
+    //  Last, kept with their memory when the op is reused (s_op_new)
+    msgpack_sbuffer full;               //  submit: the whole signal, packed
+    msgpack_sbuffer pub;                //  submit: its public view, packed
 };
 
 typedef struct {
@@ -119,6 +133,11 @@ struct intake_server_t {
     msgpack_sbuffer reply;              //  an ack, outside the txn
     msgpack_sbuffer body;               //  a signal.* event's body
     msgpack_sbuffer record;             //  a stored record
+    //  A report parsed outside the transaction (submit), then one loaded
+    //  inside it (update, close). A report is ~7.5 KiB of fields: one per
+    //  op meant zeroing ~4 MiB of cold memory for a batch of 500.
+    relais_signal_t *sig;
+    relais_signal_t *stored;
 };
 
 static const char *const s_codes [] = {
@@ -162,24 +181,36 @@ s_op_destroy (s_op_t **op_p)
     if (op) {
         relais_request_release (&op->req);
         relais_msg_release (&op->msg);
-        free (op->sig);
+        msgpack_sbuffer_destroy (&op->full);
+        msgpack_sbuffer_destroy (&op->pub);
         free (op);
         *op_p = NULL;
     }
 }
 
-//  A zeroed op: a spare one from the pool (its sig buffer kept), else new.
+//  A zeroed op, but for its packing buffers (emptied, their memory kept):
+//  a spare one from the pool, else new.
 static s_op_t *
 s_op_new (intake_server_t *self)
 {
     s_op_t *op = self->pool;
-    if (!op)
-        return (s_op_t *) calloc (1, sizeof (s_op_t));
+    if (!op) {
+        //  msgpack's sbuffer starts at 8 KiB; a packed report is ~0.5 KiB,
+        //  and the buffers grow by doubling when one is larger
+        op = (s_op_t *) calloc (1, sizeof (s_op_t));
+        if (op) {
+            op->full.data = (char *) malloc (S_OP_BUFFER);
+            op->pub.data = (char *) malloc (S_OP_BUFFER);
+            op->full.alloc = op->full.data? S_OP_BUFFER: 0;
+            op->pub.alloc = op->pub.data? S_OP_BUFFER: 0;
+        }
+        return op;
+    }
     self->pool = op->next;
     self->pooled--;
-    relais_signal_t *sig = op->sig;
-    memset (op, 0, sizeof *op);
-    op->sig = sig;                      //  every use parses into it afresh
+    memset (op, 0, offsetof (s_op_t, full));
+    msgpack_sbuffer_clear (&op->full);
+    msgpack_sbuffer_clear (&op->pub);
     return op;
 }
 
@@ -310,7 +341,10 @@ s_op_parse (intake_server_t *self, s_op_t *op)
     if (!relais_security_peer (op->req.data, &op->peer))
         return relais_error_set (err, RELAIS_CODE_UNAUTHORIZED, "",
                                  "this connection's certificate is not in the roster");
-    op->idem_key_len = (size_t) snprintf (op->idem_key, sizeof op->idem_key, "%s", op->peer.name) + 1;
+    size_t name_len = strnlen (op->peer.name, sizeof op->idem_key - S_IDEM_MAX - 1);
+    memcpy (op->idem_key, op->peer.name, name_len);
+    op->idem_key [name_len] = 0;
+    op->idem_key_len = name_len + 1;
     memcpy (op->idem_key + op->idem_key_len, idem->via.str.ptr, idem->via.str.size);
     op->idem_key_len += idem->via.str.size;
 
@@ -318,23 +352,27 @@ s_op_parse (intake_server_t *self, s_op_t *op)
         const msgpack_object *signal = relais_msg_get (root, "signal");
         if (!signal || signal->type != MSGPACK_OBJECT_MAP)
             return relais_error_set (err, RELAIS_CODE_INVALID, "signal", "required, a map");
-        if (!op->sig)
-            op->sig = (relais_signal_t *) malloc (sizeof *op->sig);
-        if (!op->sig)
-            return relais_error_set (err, RELAIS_CODE_UNAVAILABLE, "", "out of memory");
-        int rc = relais_signal_parse (signal, "signal", self->now, op->sig, err);
-        if (rc == 0)
-            s_source_from_peer (op->sig, &op->peer);
-        return rc;
+        relais_signal_t *sig = self->sig;
+        int rc = relais_signal_parse (signal, "signal", self->now, sig, err);
+        if (rc)
+            return rc;
+        s_source_from_peer (sig, &op->peer);
+        //  All that depends on the report alone, while it is in the cache
+        op->ref_count = intake_pseudo_refs (self->key, sig, op->refs);
+        if (self->rules.repeat_window_us && self->rules.repeat_count)
+            intake_pseudo_place (self->key, sig, op->place, sizeof op->place);
+        op->reasons = intake_rules_qualify (&self->rules, sig, 0);
+        msgpack_packer pk;
+        msgpack_packer_init (&pk, &op->full, msgpack_sbuffer_write);
+        relais_signal_pack_full (&pk, sig);
+        msgpack_packer_init (&pk, &op->pub, msgpack_sbuffer_write);
+        relais_signal_pack_public (&pk, sig, S_PUBLIC_EXTRA);
+        return 0;
     }
     int rc = s_get_id (root, op->id, err);
     if (rc)
         return rc;
-    //  Update and close both load the stored signal into op->sig
-    if (!op->sig)
-        op->sig = (relais_signal_t *) malloc (sizeof *op->sig);
-    if (!op->sig)
-        return relais_error_set (err, RELAIS_CODE_UNAVAILABLE, "", "out of memory");
+    //  Update and close both load the stored signal, in the transaction
     if (op->kind == S_UPDATE) {
         op->changes = relais_msg_get (root, "changes");
         if (!op->changes || op->changes->type != MSGPACK_OBJECT_MAP
@@ -382,8 +420,10 @@ s_pack_refs (msgpack_packer *pk, const s_record_t *rec)
         relais_pack_str (pk, rec->refs [i]);
 }
 
+//  The signal is sig, or when sig is NULL the bytes already packed in full.
 static void
-s_pack_record (msgpack_packer *pk, const s_record_t *rec, const relais_signal_t *sig)
+s_pack_record (msgpack_packer *pk, const s_record_t *rec, const relais_signal_t *sig,
+               const msgpack_sbuffer *full)
 {
     msgpack_pack_map (pk, 10 + (rec->closed? 1: 0) + (rec->scrubbed_at? 1: 0));
     relais_pack_kv_uint (pk, "v", 1);
@@ -402,7 +442,10 @@ s_pack_record (msgpack_packer *pk, const s_record_t *rec, const relais_signal_t 
     relais_pack_str (pk, "person_refs");
     s_pack_refs (pk, rec);
     relais_pack_str (pk, "signal");
-    relais_signal_pack_full (pk, sig);
+    if (sig)
+        relais_signal_pack_full (pk, sig);
+    else
+        relais_pack_raw (pk, full->data, full->size);
 }
 
 //  Read a stored record back. The store wrote it, so a failure here means
@@ -461,13 +504,13 @@ s_load_record (relais_txn_t *txn, const char *id, s_record_t *rec,
 
 static int
 s_put_record (intake_server_t *self, relais_txn_t *txn, const s_record_t *rec,
-              const relais_signal_t *sig)
+              const relais_signal_t *sig, const msgpack_sbuffer *full)
 {
     msgpack_sbuffer *sbuf = &self->record;
     msgpack_sbuffer_clear (sbuf);
     msgpack_packer pk;
     msgpack_packer_init (&pk, sbuf, msgpack_sbuffer_write);
-    s_pack_record (&pk, rec, sig);
+    s_pack_record (&pk, rec, sig, full);
     return relais_txn_put (txn, S_DB_SIGNALS, rec->id, strlen (rec->id), sbuf->data, sbuf->size);
 }
 
@@ -500,16 +543,22 @@ s_repeat (intake_server_t *self, relais_txn_t *txn, const char *key, bool *hit)
     return relais_txn_put (txn, S_DB_REPEATS, key, strlen (key), buf, keep * 8);
 }
 
+//  The public view is packed from sig, or when sig is NULL it is the bytes
+//  in pub (packed with S_PUBLIC_EXTRA pairs to come, and no changes).
 static int
 s_publish_signal (intake_server_t *self, relais_txn_t *txn, const char *type,
                   const s_record_t *rec, const relais_signal_t *sig,
-                  const msgpack_object *changes, uint64_t *seq)
+                  const msgpack_sbuffer *pub, const msgpack_object *changes,
+                  uint64_t *seq)
 {
     msgpack_sbuffer *sbuf = &self->body;
     msgpack_sbuffer_clear (sbuf);
     msgpack_packer pk;
     msgpack_packer_init (&pk, sbuf, msgpack_sbuffer_write);
-    relais_signal_pack_public (&pk, sig, 4 + (changes != NULL));
+    if (sig)
+        relais_signal_pack_public (&pk, sig, S_PUBLIC_EXTRA + (changes != NULL));
+    else
+        relais_pack_raw (&pk, pub->data, pub->size);
     relais_pack_kv_uint (&pk, "level", rec->level);
     relais_pack_str (&pk, "reasons");
     s_pack_reasons (&pk, rec->reasons);
@@ -531,6 +580,38 @@ s_publish_signal (intake_server_t *self, relais_txn_t *txn, const char *type,
                               sbuf->data, sbuf->size, seq);
 }
 
+//  "SIG-" and the number, at least 8 digits with leading zeros (as
+//  "SIG-%08llu"; snprintf was a tenth of the work of a submit's keys)
+static void
+s_format_id (char id [S_ID_MAX], uint64_t number)
+{
+    char digits [24];
+    size_t n = 0;
+    do {
+        digits [n++] = (char) ('0' + number % 10);
+        number /= 10;
+    } while (number > 0);
+    while (n < 8)
+        digits [n++] = '0';
+    if (n > S_ID_MAX - 5)
+        n = S_ID_MAX - 5;               //  never reached: 10^19 reports
+    memcpy (id, "SIG-", 4);
+    for (size_t i = 0; i < n; i++)
+        id [4 + i] = digits [n - 1 - i];
+    id [4 + n] = 0;
+}
+
+//  prefix then text into key (size bytes), cut to fit as snprintf would
+static void
+s_prefixed (char *key, size_t size, const char *prefix, const char *text)
+{
+    size_t plen = strlen (prefix);
+    size_t tlen = strnlen (text, size - plen - 1);
+    memcpy (key, prefix, plen);
+    memcpy (key + plen, text, tlen);
+    key [plen + tlen] = 0;
+}
+
 static int
 s_do_submit (intake_server_t *self, relais_txn_t *txn, s_op_t *op)
 {
@@ -543,18 +624,17 @@ s_do_submit (intake_server_t *self, relais_txn_t *txn, s_op_t *op)
     next++;
     if ((rc = relais_meta_set (txn, "next_signal", next)))
         return rc;
-    snprintf (rec.id, sizeof rec.id, "SIG-%08llu", (unsigned long long) next);
+    s_format_id (rec.id, next);
     rec.created_at = rec.updated_at = self->now;
-    rec.ref_count = intake_pseudo_refs (self->key, op->sig, rec.refs);
+    rec.ref_count = op->ref_count;
+    memcpy (rec.refs, op->refs, op->ref_count * sizeof op->refs [0]);
 
     uint32_t repeats = 0;
     if (self->rules.repeat_window_us && self->rules.repeat_count) {
-        char place [64];
-        intake_pseudo_place (self->key, op->sig, place, sizeof place);
         bool hit = false;
-        if (place [0]) {
+        if (op->place [0]) {
             char key [80];
-            snprintf (key, sizeof key, "L:%s", place);
+            s_prefixed (key, sizeof key, "L:", op->place);
             if ((rc = s_repeat (self, txn, key, &hit)))
                 return rc;
             if (hit)
@@ -562,18 +642,19 @@ s_do_submit (intake_server_t *self, relais_txn_t *txn, s_op_t *op)
         }
         for (size_t i = 0; i < rec.ref_count; i++) {
             char key [40];
-            snprintf (key, sizeof key, "P:%s", rec.refs [i]);
+            s_prefixed (key, sizeof key, "P:", rec.refs [i]);
             if ((rc = s_repeat (self, txn, key, &hit)))
                 return rc;
             if (hit)
                 repeats |= INTAKE_REPEAT_PERSON;
         }
     }
-    rec.reasons = intake_rules_qualify (&self->rules, op->sig, repeats);
+    rec.reasons = op->reasons | intake_rules_repeats (&self->rules, repeats);
     rec.level = rec.reasons? 2: 1;
-    if ((rc = s_publish_signal (self, txn, "signal.created", &rec, op->sig, NULL, &rec.seq)))
+    if ((rc = s_publish_signal (self, txn, "signal.created", &rec, NULL, &op->pub, NULL,
+                                &rec.seq)))
         return rc;
-    if ((rc = s_put_record (self, txn, &rec, op->sig)))
+    if ((rc = s_put_record (self, txn, &rec, NULL, &op->full)))
         return rc;
     strcpy (op->result_id, rec.id);
     op->seq = rec.seq;
@@ -585,7 +666,8 @@ static int
 s_do_update (intake_server_t *self, relais_txn_t *txn, s_op_t *op)
 {
     s_record_t rec;
-    int rc = s_load_record (txn, op->id, &rec, op->sig, self->now, &op->err);
+    relais_signal_t *sig = self->stored;
+    int rc = s_load_record (txn, op->id, &rec, sig, self->now, &op->err);
     if (rc)
         return op->err.code? 0: rc;
     if (rec.closed) {
@@ -593,21 +675,22 @@ s_do_update (intake_server_t *self, relais_txn_t *txn, s_op_t *op)
                           "the report is closed: no change is allowed");
         return 0;
     }
-    if (relais_signal_apply_changes (op->sig, op->changes, "changes", self->now, &op->err))
+    if (relais_signal_apply_changes (sig, op->changes, "changes", self->now, &op->err))
         return 0;
     //  Repeat reasons came from history at submit time and stay; the level
     //  never goes down: once the MUS coordinates a situation, it keeps it.
     uint32_t repeats = rec.reasons & ((1u << INTAKE_REASON_REPETITION_LIEU)
                                    |  (1u << INTAKE_REASON_REPETITION_PERSONNE));
-    rec.reasons = intake_rules_qualify (&self->rules, op->sig, 0) | repeats;
+    rec.reasons = intake_rules_qualify (&self->rules, sig, 0) | repeats;
     if (rec.reasons && rec.level < 2)
         rec.level = 2;
-    rec.ref_count = intake_pseudo_refs (self->key, op->sig, rec.refs);
+    rec.ref_count = intake_pseudo_refs (self->key, sig, rec.refs);
     rec.updated_at = self->now;
     uint64_t seq;
-    if ((rc = s_publish_signal (self, txn, "signal.updated", &rec, op->sig, op->changes, &seq)))
+    if ((rc = s_publish_signal (self, txn, "signal.updated", &rec, sig, NULL, op->changes,
+                                &seq)))
         return rc;
-    if ((rc = s_put_record (self, txn, &rec, op->sig)))
+    if ((rc = s_put_record (self, txn, &rec, sig, NULL)))
         return rc;
     strcpy (op->result_id, rec.id);
     op->seq = seq;
@@ -619,7 +702,8 @@ static int
 s_do_close (intake_server_t *self, relais_txn_t *txn, s_op_t *op)
 {
     s_record_t rec;
-    int rc = s_load_record (txn, op->id, &rec, op->sig, self->now, &op->err);
+    relais_signal_t *sig = self->stored;
+    int rc = s_load_record (txn, op->id, &rec, sig, self->now, &op->err);
     if (rc)
         return op->err.code? 0: rc;
     if (rec.closed) {
@@ -636,12 +720,12 @@ s_do_close (intake_server_t *self, relais_txn_t *txn, s_op_t *op)
     msgpack_pack_map (&pk, 3);
     relais_pack_kv_str (&pk, "reason", op->reason);
     relais_pack_kv_uint (&pk, "level", rec.level);
-    relais_pack_kv_uint (&pk, "arrondissement", op->sig->arrondissement);
+    relais_pack_kv_uint (&pk, "arrondissement", sig->arrondissement);
     uint64_t seq;
     rc = relais_pub_append (self->pub, txn, "signal.closed", rec.id, NULL, self->now,
                             sbuf.data, sbuf.size, &seq);
     msgpack_sbuffer_destroy (&sbuf);
-    if (rc || (rc = s_put_record (self, txn, &rec, op->sig)))
+    if (rc || (rc = s_put_record (self, txn, &rec, sig, NULL)))
         return rc;
     strcpy (op->result_id, rec.id);
     op->seq = seq;
@@ -862,7 +946,7 @@ s_scrub_write (relais_txn_t *txn, void *arg)
                                                     sc->erase? sc->person: NULL);
         //  After the change it records, so the purge never picks it again
         rec.scrubbed_at = rec.updated_at > sc->now? rec.updated_at: sc->now;
-        rc = s_put_record (self, txn, &rec, sig);
+        rc = s_put_record (self, txn, &rec, sig, NULL);
     }
     sodium_memzero (sig, sizeof *sig);
     free (sig);
@@ -1210,7 +1294,12 @@ intake_server_new (uv_loop_t *loop, relais_config_t *config)
     if (self->batch_max == 0)
         self->batch_max = 1;
     self->ops = (s_op_t **) calloc (self->batch_max, sizeof *self->ops);
-    if (!self->ops) {
+    self->sig = (relais_signal_t *) malloc (sizeof *self->sig);
+    self->stored = (relais_signal_t *) malloc (sizeof *self->stored);
+    if (!self->ops || !self->sig || !self->stored) {
+        free (self->ops);
+        free (self->sig);
+        free (self->stored);
         free (self);
         return NULL;
     }
@@ -1335,6 +1424,10 @@ intake_server_destroy (intake_server_t **self_p)
     relais_store_destroy (&self->store);
     relais_audit_destroy (&self->audit);
     sodium_memzero (self->key, sizeof self->key);
+    sodium_memzero (self->sig, sizeof *self->sig);
+    sodium_memzero (self->stored, sizeof *self->stored);
+    free (self->sig);
+    free (self->stored);
     free (self->ops);
     free (self);
 }

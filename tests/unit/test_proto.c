@@ -323,6 +323,23 @@ test_utf8 (void)
         //  The decoder applies the multi-line rule to every str
         CHECK ((s_decode_str (cases [i].bytes, cases [i].size) == 0) == cases [i].ok_multi);
     }
+    //  Long text goes 8 bytes at a time while it is plain ASCII: every case
+    //  above, at every offset within a 40-byte printable run, gives the same
+    //  answer as alone (and the run alone, every length, is clean)
+    for (size_t len = 0; len <= 40; len++) {
+        char run [41];
+        memset (run, 'a' + (int) (len % 26), len);
+        CHECK (relais_utf8_clean (run, len, false));
+    }
+    for (size_t i = 0; i < sizeof cases / sizeof cases [0]; i++)
+        for (size_t at = 0; at <= 20; at++) {
+            char text [64];
+            memset (text, '~', sizeof text);            //  0x7e, the last printable
+            memcpy (text + at, cases [i].bytes, cases [i].size);
+            size_t size = at + cases [i].size + 20;
+            CHECK (relais_utf8_clean (text, size, false) == cases [i].ok_single);
+            CHECK (relais_utf8_clean (text, size, true) == cases [i].ok_multi);
+        }
     //  Keys are strings too
     const uint8_t key_esc [] = { 0x81, 0xa1, 0x1b, 0x01 };
     relais_error_t err;
