@@ -1837,7 +1837,8 @@ s_op_run (plans_engine_t *self, relais_txn_t *txn, const char *op_name,
         return relais_error_set (err, RELAIS_CODE_UNKNOWN_OP, "op",
                                  "this endpoint serves plans.get, plans.list, plans.review, "
                                  "plans.open, plans.action_add, plans.action_update, "
-                                 "plans.set_state, plans.reopen, plans.flag, plans.note");
+                                 "plans.set_state, plans.reopen, plans.flag, plans.note, "
+                                 "plans.erase, plans.purge");
     if (!entry->fn)
         return s_op_list (self, txn, req, now, strcmp (op_name, "plans.review") == 0, &pk, err);
     s_op_t op = { self, txn, req, now, &pk, err, NULL, "" };
