@@ -146,7 +146,9 @@ check(dry["plans"]["plans"] == [pid["a"]] and dry["plans"]["count"] == 1 and dry
 check(get("a") == before["a"], "the dry run changed nothing")
 
 # The erase
+t0 = time.time()
 run = relais("erase", "--person", REF, "--reason", "art17-test-0009")
+took = time.time() - t0
 check(run.returncode == 0, "erase", run.stdout, run.stderr)
 check(f"plans    erase {REF}: 1 plan [{pid['a']}], 4 texts removed, store compacted" in run.stdout,
       "plans says what it removed (2 notes, the flag entry, the flag reason)", run.stdout)
@@ -220,5 +222,6 @@ check(f'"action":"erase","key":"{REF}","purpose":"art17-test-0009"' in text
       "the audit records the erase, the purge and the job", text[-800:])
 shown = relais("audit", "--src", "plans")
 check(shown.returncode == 0 and pid["a"] in shown.stdout, "relais audit --src plans reads it", shown.stdout, shown.stderr)
-print("plans erase: 1 plan, 4 texts; purge: 1 plan; job: 1 plan; hits=0")
+print(f"plans erase: 1 plan, 4 texts (relais erase, intake and plans, compactions included: {took:.2f}s); "
+      "purge: 1 plan; job: 1 plan; hits=0")
 ok("34-plans-erase")
