@@ -5,6 +5,7 @@
 */
 #include "cli.h"
 #include "router_server.h"
+#include "plans_server.h"
 #include "relais_audit.h"
 
 #include <stdlib.h>
@@ -58,6 +59,8 @@ cli_audit (cli_t *cli, int argc, char **argv)
     }
     //  Router's section is declared on demand (its rules are checked then)
     if (strcmp (svc, "router") == 0 && router_declare (cli->config))
+        return CLI_USAGE;
+    if (strcmp (svc, "plans") == 0 && plans_declare (cli->config))
         return CLI_USAGE;
     char path_key [96], key_key [96];
     snprintf (path_key, sizeof path_key, "%s/audit_file", svc);

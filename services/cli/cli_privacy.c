@@ -6,7 +6,8 @@
     Sends {op:"<svc>.erase", person, reason} or {op:"<svc>.purge"} to each
     service of the deployment (relais/services) that keeps personal data -
     intake on its records endpoint first, then router on its api endpoint,
-    so that a record router fetches afterwards is already scrubbed - and
+    so that a record router fetches afterwards is already scrubbed, then
+    plans on its api endpoint (operators' notes and flag reasons) - and
     prints what each removed: counts and report ids, never the data
     (proto/privacy.md). With CURVE the CLI connects as an operations
     certificate (--as, $RELAIS_IDENTITY); the services refuse other roles.
@@ -25,10 +26,12 @@ const char cli_erase_help [] =
     "usage: relais erase --person REF --reason CODE [--dry-run] [--json] [--timeout MS]\n"
     "\n"
     "Remove one person's personal data from every service that holds it\n"
-    "(intake's records, router's partner mailboxes): the people entries of\n"
-    "that person, and the contact, address, position, summary and escalation\n"
-    "reason of every report naming them. Reports stay, with their person_refs,\n"
-    "level, publics and arrondissement, so counts and analytics do not move.\n"
+    "(intake's records, router's partner mailboxes, plans' notes): the people\n"
+    "entries of that person, and the contact, address, position, summary and\n"
+    "escalation reason of every report naming them; the note texts and flag\n"
+    "reasons of every plan whose person_refs hold them. Reports and plans stay,\n"
+    "with their person_refs, level, publics, arrondissement and history entries,\n"
+    "so counts and analytics do not move.\n"
     "Each service then compacts its store: the bytes leave data.mdb. The next\n"
     "`relais backup` holds none of them either.\n"
     "\n"
@@ -50,12 +53,13 @@ const char cli_purge_help [] =
     "usage: relais purge [--dry-run] [--reason CODE] [--json] [--timeout MS]\n"
     "\n"
     "Apply the retention policy now in every service that holds personal data\n"
-    "(each also runs it by itself every intake/retention/every and\n"
-    "router/retention/every): intake removes the personal fields of reports\n"
+    "(each also runs it by itself every intake/retention/every,\n"
+    "router/retention/every and plans/retention/every): intake removes the personal fields of reports\n"
     "closed for intake/retention/closed (90d) or without change for\n"
     "intake/retention/open (730d); router those of acked or refused\n"
-    "deliveries older than router/retention/acked (30d). Then each compacts\n"
-    "its store.\n"
+    "deliveries older than router/retention/acked (30d); plans the note texts\n"
+    "and flag reasons of plans closed for plans/retention/closed (90d). Then\n"
+    "each compacts its store.\n"
     "\n"
     "flags:\n"
     "  --dry-run      list what would change; change nothing\n"
@@ -70,8 +74,9 @@ const char cli_purge_help [] =
 static const struct { const char *svc; const char *endpoint; } s_holders [] = {
     { "intake", "intake/records" },
     { "router", "router/api" },
+    { "plans", "plans/api" },
 };
-#define S_HOLDERS 2
+#define S_HOLDERS 3
 
 typedef struct {
     bool erase, dry_run, json;
@@ -111,12 +116,18 @@ s_uint (const msgpack_object *root, const char *key)
 static void
 s_print (const char *svc, const s_args_t *args, const msgpack_object *root)
 {
-    printf ("%-8s %s%s: %llu report%s", svc, args->erase? "erase ": "purge",
-            args->erase? args->person: "", (unsigned long long) s_uint (root, "count"),
-            s_uint (root, "count") == 1? "": "s");
+    bool plans = strcmp (svc, "plans") == 0;
+    if (plans)
+        printf ("%-8s %s%s: %llu plan%s", svc, args->erase? "erase ": "purge",
+                args->erase? args->person: "", (unsigned long long) s_uint (root, "count"),
+                s_uint (root, "count") == 1? "": "s");
+    else
+            printf ("%-8s %s%s: %llu report%s", svc, args->erase? "erase ": "purge",
+                args->erase? args->person: "", (unsigned long long) s_uint (root, "count"),
+                s_uint (root, "count") == 1? "": "s");
     if (strcmp (svc, "router") == 0)
         printf (" (%llu deliveries)", (unsigned long long) s_uint (root, "deliveries"));
-    const msgpack_object *reports = relais_msg_get (root, "reports");
+    const msgpack_object *reports = relais_msg_get (root, plans? "plans": "reports");
     if (reports && reports->type == MSGPACK_OBJECT_ARRAY && reports->via.array.size) {
         printf (" [");
         for (uint32_t i = 0; i < reports->via.array.size; i++) {
@@ -131,6 +142,11 @@ s_print (const char *svc, const s_args_t *args, const msgpack_object *root)
     const msgpack_object *compacted = relais_msg_get (root, "compacted");
     if (dry_run)
         printf (", dry run: nothing changed\n");
+    else
+    if (plans)
+        printf (", %llu texts removed%s\n", (unsigned long long) s_uint (root, "texts_removed"),
+                compacted && compacted->type == MSGPACK_OBJECT_BOOLEAN && compacted->via.boolean
+                ? ", store compacted": "");
     else
         printf (", %llu people removed%s\n", (unsigned long long) s_uint (root, "people_removed"),
                 compacted && compacted->type == MSGPACK_OBJECT_BOOLEAN && compacted->via.boolean
@@ -247,7 +263,7 @@ s_run (cli_t *cli, int argc, char **argv, bool erase)
             result = CLI_FAILED;
     }
     if (asked == 0) {
-        fprintf (stderr, "relais: no service holding personal data (intake, router) in relais/services\n");
+        fprintf (stderr, "relais: no service holding personal data (intake, router, plans) in relais/services\n");
         return CLI_FAILED;
     }
     return result;

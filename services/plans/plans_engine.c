@@ -23,6 +23,10 @@ const relais_config_key_t plans_keys [] = {
     { "stale_after", "3d", relais_check_duration, "plan.stale after this long without activity (0: never)" },
     { "overdue_check", "30s", relais_check_duration, "longest wait between two deadline checks" },
     { "reopen_window", "30d", relais_check_duration, "a report on a plan closed less than this ago reopens it" },
+    { "retention/closed", "90d", relais_check_duration, "notes and flag reasons of a plan closed this long ago are removed" },
+    { "retention/every", "1d", relais_check_duration, "the retention job runs this often (and on demand: relais purge)" },
+    { "audit_file", "plans-audit.log", relais_check_path, "append-only log of erasures and purges (relative: under relais/data)" },
+    { "audit_key_file", "plans-audit.key", relais_check_path, "key of the audit chain's MACs (created at first start, mode 0600)" },
     { NULL, NULL, NULL, NULL }
 };
 
@@ -1833,7 +1837,8 @@ s_op_run (plans_engine_t *self, relais_txn_t *txn, const char *op_name,
         return relais_error_set (err, RELAIS_CODE_UNKNOWN_OP, "op",
                                  "this endpoint serves plans.get, plans.list, plans.review, "
                                  "plans.open, plans.action_add, plans.action_update, "
-                                 "plans.set_state, plans.reopen, plans.flag, plans.note");
+                                 "plans.set_state, plans.reopen, plans.flag, plans.note, "
+                                 "plans.erase, plans.purge");
     if (!entry->fn)
         return s_op_list (self, txn, req, now, strcmp (op_name, "plans.review") == 0, &pk, err);
     s_op_t op = { self, txn, req, now, &pk, err, NULL, "" };
@@ -2156,4 +2161,216 @@ void
 plans_engine_set_caller (plans_engine_t *self, const char *name)
 {
     snprintf (self->caller, sizeof self->caller, "%s", name? name: "");
+}
+
+//  ---------------------------------------------------------------------------
+//  Erasure and retention (proto/privacy.md): operators' free text goes, the
+//  plan and the shape of its story stay
+
+typedef struct {
+    size_t idlen;
+    const char *id;
+    uint64_t texts;
+    uint8_t (*keys) [PLANS_ID_MAX + 16];    //  when collecting: entries with a text
+    size_t count, cap;
+    int rc;
+} s_text_scan_t;
+
+static bool
+s_entry_has_text (const void *val, size_t vlen)
+{
+    relais_msg_t msg;
+    relais_error_t err;
+    if (relais_msg_decode (&msg, val, vlen, &s_stored_limits, &err))
+        return false;
+    bool has = msg.root.type == MSGPACK_OBJECT_MAP && relais_msg_get (&msg.root, "text") != NULL;
+    relais_msg_release (&msg);
+    return has;
+}
+
+static int
+s_text_collect (const void *key, size_t klen, const void *val, size_t vlen, void *arg)
+{
+    s_text_scan_t *t = (s_text_scan_t *) arg;
+    if (klen != t->idlen + 16 || memcmp (key, t->id, t->idlen) != 0)
+        return klen >= t->idlen && memcmp (key, t->id, t->idlen) == 0? 0: 1;
+    if (!s_entry_has_text (val, vlen))
+        return 0;
+    t->texts++;
+    if (!t->keys && t->cap == 0)
+        return 0;                       //  counting only
+    if (t->count == t->cap) {
+        size_t cap = 2 * t->cap;
+        void *keys = realloc (t->keys, cap * sizeof *t->keys);
+        if (!keys)
+            return -ENOMEM;
+        t->keys = (uint8_t (*) [PLANS_ID_MAX + 16]) keys;
+        t->cap = cap;
+    }
+    memcpy (t->keys [t->count++], key, klen);
+    return 0;
+}
+
+//  Texts of one plan: its history entries with a "text", and its flag_reason
+static int
+s_plan_texts (plans_engine_t *self, relais_txn_t *txn, const plans_plan_t *plan,
+              s_text_scan_t *t)
+{
+    t->idlen = strlen (plan->id);
+    t->id = plan->id;
+    int rc = relais_txn_scan (txn, self->db [S_DB_HISTORY], plan->id, t->idlen, s_text_collect, t);
+    t->texts += plan->flag_reason [0] != 0;
+    return rc;
+}
+
+typedef struct {
+    plans_engine_t *self;
+    plans_scrub_t *sc;
+    plans_plan_t *plan;                 //  scratch
+} s_pick_t;
+
+static int
+s_scrub_add (plans_scrub_t *sc, const char *id)
+{
+    if (sc->count == sc->cap) {
+        size_t cap = sc->cap? 2 * sc->cap: 64;
+        void *ids = realloc (sc->ids, cap * sizeof *sc->ids);
+        if (!ids)
+            return -ENOMEM;
+        sc->ids = (char (*) [PLANS_ID_MAX]) ids;
+        sc->cap = cap;
+    }
+    snprintf (sc->ids [sc->count++], PLANS_ID_MAX, "%s", id);
+    return 0;
+}
+
+static int
+s_pick_plan (const void *key, size_t klen, const void *val, size_t vlen, void *arg)
+{
+    s_pick_t *p = (s_pick_t *) arg;
+    relais_msg_t msg;
+    relais_error_t err;
+    if (relais_msg_decode (&msg, val, vlen, &s_stored_limits, &err))
+        return 0;                       //  a damaged record: plans.get reports it
+    int rc = s_unpack_plan (&msg.root, p->plan);
+    relais_msg_release (&msg);
+    if (rc)
+        return 0;
+    bool pick = false;
+    if (p->sc->person) {
+        for (size_t i = 0; i < p->plan->ref_count && !pick; i++)
+            pick = strcmp (p->plan->refs [i], p->sc->person) == 0;
+    }
+    else
+        pick = p->plan->state == PLANS_CLOS && p->plan->closed_at > 0
+            && p->plan->closed_at <= p->sc->closed_before;
+    return pick? s_scrub_add (p->sc, p->plan->id): 0;
+}
+
+int
+plans_engine_scrub_pick (plans_engine_t *self, relais_txn_t *txn, plans_scrub_t *sc)
+{
+    sc->count = 0;
+    sc->texts = 0;
+    s_pick_t p = { self, sc, (plans_plan_t *) malloc (sizeof (plans_plan_t)) };
+    if (!p.plan)
+        return -ENOMEM;
+    int rc = relais_txn_scan (txn, self->db [S_DB_PLANS], NULL, 0, s_pick_plan, &p);
+    //  Count their texts; a purge keeps only the plans that still hold one,
+    //  so that running it again changes and audits nothing
+    size_t kept = 0;
+    for (size_t i = 0; i < sc->count && rc == 0; i++) {
+        s_text_scan_t t = { 0 };
+        rc = plans_engine_load (self, txn, sc->ids [i], p.plan);
+        if (rc == 0)
+            rc = s_plan_texts (self, txn, p.plan, &t);
+        if (rc == 0 && (sc->person || t.texts > 0)) {
+            sc->texts += t.texts;
+            memmove (sc->ids [kept++], sc->ids [i], PLANS_ID_MAX);
+        }
+    }
+    if (rc == 0)
+        sc->count = kept;
+    free (p.plan);
+    return rc;
+}
+
+//  One history entry again, without its "text"
+static int
+s_strip_entry (plans_engine_t *self, relais_txn_t *txn, const uint8_t *key, size_t klen)
+{
+    const void *data;
+    size_t size;
+    int rc = relais_txn_get (txn, self->db [S_DB_HISTORY], key, klen, &data, &size);
+    if (rc)
+        return rc == RELAIS_ENOTFOUND? 0: rc;
+    relais_msg_t msg;
+    relais_error_t err;
+    if (relais_msg_decode (&msg, data, size, &s_stored_limits, &err))
+        return 0;
+    if (msg.root.type != MSGPACK_OBJECT_MAP) {
+        relais_msg_release (&msg);
+        return 0;
+    }
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init (&sbuf);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
+    const msgpack_object_map *map = &msg.root.via.map;
+    uint32_t keep = 0;
+    for (uint32_t i = 0; i < map->size; i++)
+        keep += !relais_msg_str_eq (&map->ptr [i].key, "text");
+    msgpack_pack_map (&pk, keep);
+    for (uint32_t i = 0; i < map->size; i++)
+        if (!relais_msg_str_eq (&map->ptr [i].key, "text")) {
+            relais_pack_object (&pk, &map->ptr [i].key);
+            relais_pack_object (&pk, &map->ptr [i].val);
+        }
+    relais_msg_release (&msg);
+    rc = relais_txn_put (txn, self->db [S_DB_HISTORY], key, klen, sbuf.data, sbuf.size);
+    msgpack_sbuffer_destroy (&sbuf);
+    return rc;
+}
+
+int
+plans_engine_scrub_apply (plans_engine_t *self, relais_txn_t *txn, plans_scrub_t *sc)
+{
+    sc->texts = 0;
+    plans_plan_t *plan = (plans_plan_t *) malloc (sizeof *plan);
+    if (!plan)
+        return -ENOMEM;
+    int rc = 0;
+    for (size_t i = 0; i < sc->count && rc == 0; i++) {
+        rc = plans_engine_load (self, txn, sc->ids [i], plan);
+        if (rc == RELAIS_ENOTFOUND || rc == RELAIS_EMALFORMED) {
+            rc = 0;
+            continue;
+        }
+        s_text_scan_t t = { .cap = 16 };
+        t.keys = (uint8_t (*) [PLANS_ID_MAX + 16]) malloc (t.cap * sizeof *t.keys);
+        if (!t.keys)
+            rc = -ENOMEM;
+        if (rc == 0)
+            rc = s_plan_texts (self, txn, plan, &t);
+        for (size_t k = 0; k < t.count && rc == 0; k++)
+            rc = s_strip_entry (self, txn, t.keys [k], t.idlen + 16);
+        free (t.keys);
+        if (rc == 0 && plan->flag_reason [0]) {
+            //  Still flagged or not: only the words go
+            memset (plan->flag_reason, 0, sizeof plan->flag_reason);
+            rc = s_save_plan (self, txn, plan);
+        }
+        if (rc == 0)
+            sc->texts += t.texts;
+    }
+    free (plan);
+    return rc;
+}
+
+void
+plans_scrub_release (plans_scrub_t *sc)
+{
+    free (sc->ids);
+    sc->ids = NULL;
+    sc->count = sc->cap = 0;
 }

@@ -187,4 +187,33 @@ bool
 bool
     plans_astate_allowed (int from, int to, char *allowed, size_t size);
 
+//  Erasure and retention of operators' free text (proto/privacy.md): the
+//  "text" of history entries (notes, flags) and the plan's flag_reason are
+//  removed; the entries, their kind, time and author stay.
+typedef struct {
+    const char *person;                     //  erase: this person_ref; NULL: purge
+    uint64_t closed_before;                 //  purge: plans closed at or before (µs)
+    char (*ids) [PLANS_ID_MAX];             //  the plans concerned, in id order
+    size_t count, cap;
+    uint64_t texts;                         //  texts found (pick) or removed (apply)
+} plans_scrub_t;
+
+//  Find the plans a scrub concerns, in a read or write txn: erase, every
+//  plan whose person_refs hold sc->person; purge, every closed plan with
+//  closed_at <= sc->closed_before that still holds a text. Fills ids,
+//  count and texts (how many texts they hold). Returns 0 or a store error
+//  (-ENOMEM when memory is short).
+int
+    plans_engine_scrub_pick (plans_engine_t *self, relais_txn_t *txn, plans_scrub_t *sc);
+
+//  Remove the texts of the plans sc->ids inside a write txn; sets texts to
+//  how many were removed. Changes no other field and raises no event.
+//  Returns 0 or a store error.
+int
+    plans_engine_scrub_apply (plans_engine_t *self, relais_txn_t *txn, plans_scrub_t *sc);
+
+//  Free what pick allocated (ids); NULL-safe on its fields.
+void
+    plans_scrub_release (plans_scrub_t *sc);
+
 #endif

@@ -8,6 +8,8 @@
 #include "relais_security.h"
 #include "relais_clock.h"
 #include "relais_log.h"
+#include "relais_audit.h"
+#include "intake_privacy.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +30,9 @@ struct plans_server_t {
     uv_timer_t deadline;            //  next due date, or overdue_check
     uv_timer_t rearm;               //  after a commit: re-read the next due date
     uv_timer_t maint;
+    uv_timer_t retention;           //  the daily purge
+    relais_audit_t *audit;          //  erasures and purges
+    uint64_t retention_closed_us;
     bool timers_open;
     bool started;
     uint64_t check_ms;
@@ -140,6 +145,172 @@ s_hook_commit (void *arg)
 }
 
 //  ---------------------------------------------------------------------------
+//  Erasure and retention (proto/privacy.md): the free text operators typed
+//  (notes, flag reasons) goes from the plans concerned, then the store is
+//  compacted so the bytes are gone from data.mdb too
+
+#define S_LIST_MAX      1000            //  plan ids listed in a reply
+
+typedef struct {
+    plans_server_t *self;
+    plans_scrub_t *sc;
+} s_scrub_call_t;
+
+static int
+s_scrub_pick (relais_txn_t *txn, void *arg)
+{
+    s_scrub_call_t *c = (s_scrub_call_t *) arg;
+    return plans_engine_scrub_pick (c->self->engine, txn, c->sc);
+}
+
+static int
+s_scrub_apply (relais_txn_t *txn, void *arg)
+{
+    s_scrub_call_t *c = (s_scrub_call_t *) arg;
+    return plans_engine_scrub_apply (c->self->engine, txn, c->sc);
+}
+
+//  Pick, audit (before anything changes), scrub, compact. Sets *removed to
+//  the texts removed (0 on a dry run).
+static int
+s_scrub_run (plans_server_t *self, plans_scrub_t *sc, uint64_t now, bool dry_run,
+             const char *who, const char *role, const char *reason, uint64_t *removed,
+             bool *compacted, relais_error_t *err)
+{
+    *compacted = false;
+    *removed = 0;
+    s_scrub_call_t call = { self, sc };
+    if (relais_store_read (self->store, s_scrub_pick, &call))
+        return relais_error_set (err, RELAIS_CODE_UNAVAILABLE, "", "storage unavailable, retry later");
+    char count [48];
+    snprintf (count, sizeof count, "%s:%zu", dry_run? "preview": "plans", sc->count);
+    const char *action = sc->person? "erase": "purge";
+    if (relais_audit_append (self->audit, now, who, role, action,
+                             sc->person? sc->person: "retention", reason)
+    ||  relais_audit_append (self->audit, now, who, role, action, count, reason))
+        return relais_error_set (err, RELAIS_CODE_UNAVAILABLE, "", "audit log unavailable, retry later");
+    if (dry_run || sc->texts == 0)
+        return 0;
+    for (size_t i = 0; i < sc->count; i++)
+        if (relais_audit_append (self->audit, now, who, role,
+                                 sc->person? "erase_plan": "purge_plan", sc->ids [i],
+                                 sc->person? sc->person: reason))
+            return relais_error_set (err, RELAIS_CODE_UNAVAILABLE, "", "audit log unavailable, retry later");
+    int rc = relais_store_write (self->store, s_scrub_apply, &call);
+    if (rc == RELAIS_EFATAL)
+        relais_fatal ("plans scrub", rc);
+    if (rc)
+        return relais_error_set (err, RELAIS_CODE_UNAVAILABLE, "", "storage unavailable, retry later");
+    *removed = sc->texts;
+    size_t before = 0, after = 0;
+    rc = relais_store_compact (self->store, &before, &after);
+    if (rc == RELAIS_EFATAL)
+        relais_fatal ("plans compaction", rc);
+    *compacted = rc == 0;
+    relais_notice ("%s %s%s plans=%zu texts=%llu compacted=%s bytes=%zu",
+                   action, sc->person? "person=": "", sc->person? sc->person: "",
+                   sc->count, (unsigned long long) *removed, *compacted? "yes": "no", after);
+    return 0;
+}
+
+//  plans.erase {person, reason, dry_run?} and plans.purge {reason?,
+//  dry_run?}: operations role only (with CURVE). who/role: the caller.
+static void
+s_on_scrub_request (plans_server_t *self, relais_poller_t *poller, relais_request_t *req,
+                    const msgpack_object *root, const msgpack_object *rid, bool erase,
+                    const char *who, const char *role, relais_error_t *err)
+{
+    char person [32] = "";
+    char reason [INTAKE_REASON_TEXT_MAX + 1] = "retention";
+    plans_scrub_t sc = { 0 };
+    uint64_t now = relais_clock_now ();
+    sc.closed_before = now > self->retention_closed_us? now - self->retention_closed_us: 0;
+    bool dry_run = false, compacted = false;
+    uint64_t removed = 0;
+    if (relais_security_on () && strcmp (role, "operations") != 0) {
+        relais_error_set (err, RELAIS_CODE_UNAUTHORIZED, "op",
+                          "erase and purge are for the operations role only");
+        return;
+    }
+    const msgpack_object *dry = relais_msg_get (root, "dry_run");
+    if (dry && dry->type != MSGPACK_OBJECT_BOOLEAN) {
+        relais_error_set (err, RELAIS_CODE_INVALID, "dry_run", "a boolean");
+        return;
+    }
+    dry_run = dry && dry->via.boolean;
+    if (erase) {
+        const msgpack_object *ref = relais_msg_get (root, "person");
+        if (!ref || ref->type != MSGPACK_OBJECT_STR || ref->via.str.size >= sizeof person
+        ||  !intake_privacy_ref_valid (ref->via.str.ptr, ref->via.str.size)) {
+            relais_error_set (err, RELAIS_CODE_INVALID, "person",
+                              "required, a person_ref: \"P-\" and 20 characters a-z 2-7");
+            return;
+        }
+        memcpy (person, ref->via.str.ptr, ref->via.str.size);
+        person [ref->via.str.size] = 0;
+        sc.person = person;
+    }
+    const msgpack_object *why = relais_msg_get (root, "reason");
+    if ((erase && !why) || (why && (why->type != MSGPACK_OBJECT_STR
+    ||  !intake_privacy_reason_valid (why->via.str.ptr, why->via.str.size)))) {
+        relais_error_set (err, RELAIS_CODE_INVALID, "reason",
+                          "%s a code of 1 to 64 characters A-Z a-z 0-9 . _ : / @ - (no free text)",
+                          erase? "required,": "optional,");
+        return;
+    }
+    if (why) {
+        memcpy (reason, why->via.str.ptr, why->via.str.size);
+        reason [why->via.str.size] = 0;
+    }
+    if (s_scrub_run (self, &sc, now, dry_run, who, role, reason, &removed, &compacted, err)) {
+        plans_scrub_release (&sc);
+        return;
+    }
+    msgpack_sbuffer out;
+    msgpack_sbuffer_init (&out);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &out, msgpack_sbuffer_write);
+    size_t listed = sc.count > S_LIST_MAX? S_LIST_MAX: sc.count;
+    msgpack_pack_map (&pk, 7 + (erase? 1: 0) + (rid != NULL));
+    relais_pack_kv_bool (&pk, "ok", true);
+    if (rid) {
+        relais_pack_str (&pk, "rid");
+        relais_pack_object (&pk, rid);
+    }
+    relais_pack_kv_str (&pk, "service", "plans");
+    if (erase)
+        relais_pack_kv_str (&pk, "person", person);
+    relais_pack_kv_uint (&pk, "count", sc.count);
+    relais_pack_str (&pk, "plans");
+    msgpack_pack_array (&pk, listed);
+    for (size_t i = 0; i < listed; i++)
+        relais_pack_str (&pk, sc.ids [i]);
+    relais_pack_kv_uint (&pk, "texts_removed", removed);
+    relais_pack_kv_bool (&pk, "dry_run", dry_run);
+    relais_pack_kv_bool (&pk, "compacted", compacted);
+    relais_request_reply (poller, req, out.data, out.size);
+    msgpack_sbuffer_destroy (&out);
+    plans_scrub_release (&sc);
+}
+
+static void
+s_on_retention (uv_timer_t *timer)
+{
+    plans_server_t *self = (plans_server_t *) timer->data;
+    uint64_t now = relais_clock_now ();
+    plans_scrub_t sc = { 0 };
+    sc.closed_before = now > self->retention_closed_us? now - self->retention_closed_us: 0;
+    relais_error_t err;
+    relais_error_clear (&err);
+    uint64_t removed;
+    bool compacted;
+    if (s_scrub_run (self, &sc, now, false, "retention-job", "service", "retention",
+                     &removed, &compacted, &err))
+        relais_warning ("retention job failed code=%s: retried at the next run", err.code);
+    plans_scrub_release (&sc);
+}
+
+//  ---------------------------------------------------------------------------
 //  API
 
 typedef struct {
@@ -216,13 +387,33 @@ s_on_api (relais_poller_t *poller, zmsg_t **msg_p, void *arg)
     if (relais_msg_str_copy (opname, op, sizeof op) < 0)
         snprintf (op, sizeof op, "?");  //  too long to be one of ours
     //  With CURVE on, who made a change is the caller's certificate
-    relais_peer_t peer;
+    relais_peer_t peer = { 0 };
     if (relais_security_on ()) {
         if (!relais_security_peer (req.data, &peer)) {
             relais_error_set (&err, RELAIS_CODE_UNAUTHORIZED, "", "certificate not in the roster");
             goto error;
         }
         plans_engine_set_caller (self->engine, peer.name);
+    }
+    if (strcmp (op, "plans.erase") == 0 || strcmp (op, "plans.purge") == 0) {
+        char who [RELAIS_PEER_NAME_MAX], role [16] = "";
+        if (relais_security_on ()) {
+            snprintf (who, sizeof who, "%s", peer.name);
+            snprintf (role, sizeof role, "%s", peer.role);
+        }
+        else {
+            zframe_t *identity = req.identity;
+            size_t n = zframe_size (identity) > 16? 16: zframe_size (identity);
+            for (size_t i = 0; i < n; i++)
+                snprintf (who + 2 * i, 3, "%02x", zframe_data (identity) [i]);
+            who [2 * n] = 0;
+        }
+        s_on_scrub_request (self, poller, &req, &msg.root, rid,
+                            strcmp (op, "plans.erase") == 0, who, role, &err);
+        if (err.code)
+            goto error;
+        relais_info ("op=%s ok", op);
+        goto done;
     }
     s_call_t call = { self, op, &msg.root, relais_clock_now (), &out, &err };
     int rc = plans_engine_op_reads (op)? relais_store_read (self->store, s_call, &call)
@@ -288,6 +479,8 @@ plans_server_new (uv_loop_t *loop, relais_config_t *config)
     self->check_ms = relais_config_duration_ms (config, "plans/overdue_check", 30000);
     if (self->check_ms == 0)
         self->check_ms = 1000;
+    self->retention_closed_us = relais_config_duration_ms (config, "plans/retention/closed",
+                                                           90ULL * 86400000) * 1000;
     return self;
 }
 
@@ -323,6 +516,14 @@ plans_server_start (plans_server_t *self)
     self->store = s_open_store (config);
     if (!self->store)
         goto failed;
+    char *audit_path = relais_config_path (config, "plans/audit_file");
+    char *audit_key = relais_config_path (config, "plans/audit_key_file");
+    self->audit = audit_path && audit_key? relais_audit_open (audit_path, audit_key): NULL;
+    free (audit_path);
+    free (audit_key);
+    rc = -EACCES;
+    if (!self->audit)
+        goto failed;
     uint64_t heartbeat = relais_config_duration_ms (config, "plans/heartbeat", 1000);
     rc = -EADDRINUSE;
     relais_pub_opts_t pub_opts = {
@@ -343,7 +544,8 @@ plans_server_start (plans_server_t *self)
     uv_timer_init (self->loop, &self->deadline);
     uv_timer_init (self->loop, &self->rearm);
     uv_timer_init (self->loop, &self->maint);
-    self->deadline.data = self->rearm.data = self->maint.data = self;
+    uv_timer_init (self->loop, &self->retention);
+    self->deadline.data = self->rearm.data = self->maint.data = self->retention.data = self;
     self->timers_open = true;
     relais_store_hook (self->store, NULL, s_hook_commit, NULL, self);
 
@@ -376,6 +578,9 @@ plans_server_start (plans_server_t *self)
         goto failed;
     self->started = true;
     uv_timer_start (&self->maint, s_on_maint, 10000, 10000);
+    uint64_t every = relais_config_duration_ms (config, "plans/retention/every", 86400000);
+    every = every? every: 86400000;
+    uv_timer_start (&self->retention, s_on_retention, every, every);
     //  At once: what fell due while we were down is raised now
     uv_timer_start (&self->deadline, s_on_deadline, 0, 0);
     relais_notice ("ready api=%s router=%s last=%llu", relais_config_str (config, "plans/api"),
@@ -400,6 +605,8 @@ plans_server_stop (plans_server_t *self)
         uv_timer_stop (&self->deadline);
         uv_timer_stop (&self->rearm);
         uv_timer_stop (&self->maint);
+        uv_timer_stop (&self->retention);
+        uv_close ((uv_handle_t *) &self->retention, NULL);
         uv_close ((uv_handle_t *) &self->deadline, NULL);
         uv_close ((uv_handle_t *) &self->rearm, NULL);
         uv_close ((uv_handle_t *) &self->maint, NULL);
@@ -416,6 +623,7 @@ plans_server_destroy (plans_server_t **self_p)
     *self_p = NULL;
     plans_engine_destroy (&self->engine);
     relais_store_destroy (&self->store);
+    relais_audit_destroy (&self->audit);
     free (self);
 }
 

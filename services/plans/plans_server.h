@@ -9,7 +9,10 @@
     operations (proto/plans.md). A libuv timer armed from the earliest
     persisted due date (and at least every plans/overdue_check) raises
     overdue actions and stale plans; a restart re-reads the due dates, so
-    nothing is forgotten and nothing raised twice.
+    nothing is forgotten and nothing raised twice. plans.erase and
+    plans.purge (proto/privacy.md, operations role only with CURVE) and a
+    retention timer (plans/retention/every) remove operators' free text,
+    audit each request in plans/audit_file first, then compact the store.
     @discuss
     All decisions live in plans_engine; this class only wires sockets,
     transactions and timers. Time comes from relais_clock_now () (tests
