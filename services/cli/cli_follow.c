@@ -8,8 +8,8 @@
     status change (a line for a person, or NDJSON), records the new last
     mseq, then acknowledges cumulatively: after a kill and a restart it
     prints what it missed, and nothing twice (with --out FILE, exactly
-    once: the file's last line counts as handled). The state file and the
-    sinks are relais-notify's (notify_sink).
+    once: the file's last line counts as handled). The loop, the state file
+    and the sinks are relais-notify's (notify_follower, notify_sink).
     status --report asks feedback.status on feedback's api endpoint and
     prints the timeline.
     @discuss
@@ -22,6 +22,7 @@
 #include "cli_json.h"
 #include "feedback_server.h"
 #include "feedback_status.h"
+#include "notify_follower.h"
 #include "notify_sink.h"
 #include "relais_clock.h"
 
@@ -76,34 +77,6 @@ s_send_map (zsock_t *sock, msgpack_sbuffer *sbuf)
 }
 
 static void
-s_hello (zsock_t *sock, const char *producer, uint64_t last)
-{
-    msgpack_sbuffer sbuf;
-    msgpack_sbuffer_init (&sbuf);
-    msgpack_packer pk;
-    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
-    msgpack_pack_map (&pk, 3);
-    relais_pack_kv_str (&pk, "op", "hello");
-    relais_pack_kv_str (&pk, "producer", producer);
-    relais_pack_kv_uint (&pk, "after", last);
-    s_send_map (sock, &sbuf);
-}
-
-static void
-s_op (zsock_t *sock, const char *op, uint64_t upto)
-{
-    msgpack_sbuffer sbuf;
-    msgpack_sbuffer_init (&sbuf);
-    msgpack_packer pk;
-    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
-    msgpack_pack_map (&pk, upto? 2: 1);
-    relais_pack_kv_str (&pk, "op", op);
-    if (upto)
-        relais_pack_kv_uint (&pk, "upto", upto);
-    s_send_map (sock, &sbuf);
-}
-
-static void
 s_format_time (uint64_t us, char *buf, size_t size)
 {
     time_t t = (time_t) (us / 1000000);
@@ -148,6 +121,46 @@ s_human_line (const char *key, const msgpack_object *step, msgpack_sbuffer *out)
     if (plan [0])
         snprintf (line + n, sizeof line - (size_t) n, "  %s", plan);
     msgpack_sbuffer_write (out, line, strlen (line));
+}
+
+//  ---------------------------------------------------------------------------
+//  relais follow
+
+typedef struct {
+    const char *producer;
+    bool json;                          //  NDJSON (--json or --out), else a line for a person
+} s_follow_t;
+
+static zsock_t *
+s_follow_connect (const char *endpoint, void *arg)
+{
+    return cli_sock_new (ZMQ_DEALER, endpoint, 0);
+}
+
+static int
+s_follow_format (const msgpack_object *deliver, msgpack_sbuffer *line, void *arg)
+{
+    s_follow_t *f = (s_follow_t *) arg;
+    if (f->json) {
+        cli_json_opts_t opts = { "producer", f->producer, "op" };
+        return cli_json_write (line, deliver, &opts);
+    }
+    char key [64];
+    s_str (deliver, "key", key, sizeof key);
+    s_human_line (key, relais_msg_get (deliver, "body"), line);
+    return 0;
+}
+
+static void
+s_follow_say (bool error, const char *text, void *arg)
+{
+    fprintf (stderr, "relais follow: %s\n", text);
+}
+
+static bool
+s_follow_stopped (void *arg)
+{
+    return cli_interrupted ();
 }
 
 int
@@ -223,119 +236,28 @@ cli_follow (cli_t *cli, int argc, char **argv)
     uint64_t hb_ms = relais_config_duration_ms (cli->config, "feedback/feed_heartbeat", 1000);
     if (hb_ms == 0)
         hb_ms = 1000;
-    zsock_t *sock = cli_sock_new (ZMQ_DEALER, endpoint, 0);
-    if (!sock) {
-        notify_sink_destroy (&sink);
-        free (state_path);
-        return CLI_FAILED;
-    }
-    s_hello (sock, producer, last);
-    int rc = CLI_OK;
+    s_follow_t follow = { producer, json || out_path };
+    notify_follower_opts_t opts = {
+        .endpoint = endpoint,
+        .who_key = "producer",
+        .name = producer,
+        .peer = "feedback",
+        .heartbeat_ms = hb_ms,
+        .sink = sink,
+        .state_path = state_path,
+        .limits = &cli_reply_limits,
+        .retry = false,                 //  a sink that fails ends the command
+        .quiet_refusals = false,        //  so does a refusal (but conflict: hello again)
+        .count = count,
+        .idle_ms = idle_ms,
+        .connect = s_follow_connect,
+        .format = s_follow_format,
+        .say = s_follow_say,
+        .stopped = s_follow_stopped,
+        .arg = &follow,
+    };
     uint64_t handled = 0;
-    int64_t now = cli_now_ms ();
-    int64_t heard = now, sent = now, progress = now;
-    while (!cli_interrupted () && rc == CLI_OK) {
-        zmq_pollitem_t item = { zsock_resolve (sock), 0, ZMQ_POLLIN, 0 };
-        zmq_poll (&item, 1, 100);
-        now = cli_now_ms ();
-        bool dirty = false, need_ack = false, rehello = false;
-        zframe_t *data;
-        while (rc == CLI_OK && cli_recv (sock, &data, NULL, 0) == 0) {
-            heard = now;
-            relais_msg_t m;
-            relais_error_t err;
-            if (relais_msg_decode (&m, zframe_data (data), zframe_size (data), &cli_reply_limits, &err)) {
-                zframe_destroy (&data);
-                continue;
-            }
-            const msgpack_object *op = relais_msg_get (&m.root, "op");
-            const msgpack_object *ok = relais_msg_get (&m.root, "ok");
-            uint64_t mseq = 0;
-            if (relais_msg_str_eq (op, "deliver") && relais_msg_uint (relais_msg_get (&m.root, "mseq"), &mseq)) {
-                if (mseq <= last)
-                    need_ack = true;    //  a redelivery: handled already
-                else
-                if (count == 0 || handled < count) {
-                    msgpack_sbuffer line;
-                    msgpack_sbuffer_init (&line);
-                    char key [64];
-                    s_str (&m.root, "key", key, sizeof key);
-                    int wrc = 0;
-                    if (json || out_path) {
-                        cli_json_opts_t opts = { "producer", producer, "op" };
-                        wrc = cli_json_write (&line, &m.root, &opts);
-                    }
-                    else
-                        s_human_line (key, relais_msg_get (&m.root, "body"), &line);
-                    if (wrc == 0 && notify_sink_put (sink, mseq, line.data, line.size) == 0) {
-                        last = mseq;
-                        dirty = need_ack = true;
-                        handled++;
-                        progress = now;
-                    }
-                    else {
-                        fprintf (stderr, "relais follow: cannot write mseq %llu\n", (unsigned long long) mseq);
-                        rc = CLI_FAILED;
-                    }
-                    msgpack_sbuffer_destroy (&line);
-                }
-            }
-            else
-            if (relais_msg_str_eq (op, "welcome")) {
-                uint64_t feed_last = 0, feed_acked = 0;
-                if (relais_msg_uint (relais_msg_get (&m.root, "last"), &feed_last)
-                &&  relais_msg_uint (relais_msg_get (&m.root, "acked"), &feed_acked)
-                &&  last > feed_last) {
-                    fprintf (stderr, "relais follow: state %llu is beyond the feed (%llu): "
-                             "following it from %llu\n", (unsigned long long) last,
-                             (unsigned long long) feed_last, (unsigned long long) feed_acked);
-                    last = feed_acked;
-                    dirty = true;
-                }
-            }
-            else
-            if (ok && ok->type == MSGPACK_OBJECT_BOOLEAN && !ok->via.boolean) {
-                char code [32], message [128];
-                s_str (&m.root, "code", code, sizeof code);
-                s_str (&m.root, "message", message, sizeof message);
-                if (strcmp (code, "conflict") == 0)
-                    rehello = true;     //  feedback dropped our session
-                else {
-                    fprintf (stderr, "relais follow: feedback says %s: %s\n", code, message);
-                    rc = CLI_FAILED;
-                }
-            }
-            relais_msg_release (&m);
-            zframe_destroy (&data);
-        }
-        if (dirty && (notify_sink_flush (sink) || notify_state_write (state_path, last))) {
-            fprintf (stderr, "relais follow: cannot make mseq %llu durable\n", (unsigned long long) last);
-            rc = CLI_FAILED;
-            break;
-        }
-        if (need_ack) {
-            s_op (sock, "ack", last);
-            sent = now;
-        }
-        if ((count && handled >= count) || (idle_ms && now - progress >= (int64_t) idle_ms))
-            break;
-        if (rehello || now - heard > 3 * (int64_t) hb_ms) {
-            zsock_destroy (&sock);
-            sock = cli_sock_new (ZMQ_DEALER, endpoint, 0);
-            if (!sock) {
-                rc = CLI_FAILED;
-                break;
-            }
-            s_hello (sock, producer, last);
-            heard = sent = now;
-        }
-        else
-        if (now - sent >= (int64_t) hb_ms) {
-            s_op (sock, "ping", 0);
-            sent = now;
-        }
-    }
-    zsock_destroy (&sock);
+    int rc = notify_follower_run (&opts, &last, &handled)? CLI_FAILED: CLI_OK;
     notify_sink_destroy (&sink);
     free (state_path);
     return rc;

@@ -6,6 +6,7 @@
 #include "feedback_server.h"
 #include "feedback_status.h"
 #include "relais_bus.h"
+#include "relais_mailbox.h"
 #include "relais_security.h"
 #include "relais_signal.h"
 #include "relais_clock.h"
@@ -37,14 +38,6 @@ const relais_config_key_t feedback_keys [] = {
 static const char *const s_dbs [] = { "reports", "plans", "feed", "mine", "early", NULL };
 enum { S_DB_REPORTS, S_DB_PLANS, S_DB_FEED, S_DB_MINE, S_DB_EARLY };
 
-typedef struct {
-    char producer [FEEDBACK_PRODUCER_MAX];
-    zframe_t *identity;
-    bool delimiter;
-    uint64_t sent_upto;
-    uint64_t heard_mono, sent_mono, progress_mono;
-} s_session_t;
-
 struct feedback_server_t {
     uv_loop_t *loop;
     relais_config_t *config;
@@ -56,9 +49,8 @@ struct feedback_server_t {
     relais_signals_t *signals;
     uv_timer_t tick, kick;
     bool timers_open, kick_pending;
-    zlistx_t *sessions;                 //  s_session_t *
-    uint64_t hb_us, redeliver_us;
-    uint32_t window;
+    relais_mailbox_t *mailbox;          //  the followers' sessions
+    uint64_t hb_us;
     feedback_report_t scratch;          //  the record being changed (big: not on the stack)
     uint64_t ticks;
     struct { uint64_t changes, skipped, delivered, acked; } stats;
@@ -95,16 +87,6 @@ s_pair_key (const char *a, const char *b, uint8_t *key)
     key [n] = 0;
     memcpy (key + n + 1, b, m);
     return n + 1 + m;
-}
-
-static size_t
-s_feed_key (const char *producer, uint64_t mseq, uint8_t *key)
-{
-    size_t n = strlen (producer);
-    memcpy (key, producer, n);
-    key [n] = 0;
-    relais_u64_to_key (mseq, key + n + 1);
-    return n + 9;
 }
 
 static int
@@ -160,7 +142,7 @@ s_emit_step (feedback_server_t *self, relais_txn_t *txn, const feedback_report_t
     msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
     feedback_step_pack (&pk, step, r->producer, r->id);
     uint8_t key [FEEDBACK_PRODUCER_MAX + 16];
-    size_t klen = s_feed_key (r->producer, mseq, key);
+    size_t klen = relais_mailbox_key (r->producer, mseq, key);
     rc = relais_txn_put (txn, S_DB_FEED, key, klen, sbuf.data, sbuf.size);
     msgpack_sbuffer_clear (&sbuf);
     if (rc == 0) {
@@ -197,7 +179,7 @@ s_keep_early (relais_txn_t *txn, const char *id, const relais_envelope_t *env)
     relais_envelope_pack (&sbuf, env->src, env->seq, env->ts, env->type, env->key,
                           env->corr [0]? env->corr: NULL, body.data, body.size);
     uint8_t key [RELAIS_KEY_MAX + 9];
-    size_t klen = s_feed_key (id, n, key);
+    size_t klen = relais_mailbox_key (id, n, key);
     rc = relais_txn_put (txn, S_DB_EARLY, key, klen, sbuf.data, sbuf.size);
     msgpack_sbuffer_destroy (&sbuf);
     msgpack_sbuffer_destroy (&body);
@@ -236,7 +218,7 @@ s_replay_early (feedback_server_t *self, relais_txn_t *txn, const char *id)
     e->id = id;
     e->ilen = strlen (id);
     uint8_t from [RELAIS_KEY_MAX + 9];
-    size_t flen = s_feed_key (id, 0, from);
+    size_t flen = relais_mailbox_key (id, 0, from);
     int rc = relais_txn_scan (txn, S_DB_EARLY, from, flen, s_early_each, e);
     for (size_t i = 0; rc == 0 && i < e->count; i++) {
         const void *data;
@@ -438,49 +420,6 @@ s_apply (relais_txn_t *txn, const char *topic, const relais_envelope_t *env, voi
 //  ---------------------------------------------------------------------------
 //  Feeds: sessions with the producers' followers (router.md §4 shape)
 
-static s_session_t *
-s_session_by_identity (feedback_server_t *self, zframe_t *identity)
-{
-    for (s_session_t *s = (s_session_t *) zlistx_first (self->sessions); s;
-         s = (s_session_t *) zlistx_next (self->sessions))
-        if (zframe_eq (s->identity, identity))
-            return s;
-    return NULL;
-}
-
-static s_session_t *
-s_session_by_producer (feedback_server_t *self, const char *producer)
-{
-    for (s_session_t *s = (s_session_t *) zlistx_first (self->sessions); s;
-         s = (s_session_t *) zlistx_next (self->sessions))
-        if (strcmp (s->producer, producer) == 0)
-            return s;
-    return NULL;
-}
-
-static void
-s_session_drop (feedback_server_t *self, s_session_t *s)
-{
-    void *handle = zlistx_find (self->sessions, s);
-    if (handle)
-        zlistx_delete (self->sessions, handle);
-    zframe_destroy (&s->identity);
-    free (s);
-}
-
-static void
-s_send_to (feedback_server_t *self, s_session_t *s, msgpack_sbuffer *sbuf)
-{
-    zmsg_t *msg = zmsg_new ();
-    zframe_t *id = zframe_dup (s->identity);
-    zmsg_append (msg, &id);
-    if (s->delimiter)
-        zmsg_addmem (msg, "", 0);
-    zmsg_addmem (msg, sbuf->data, sbuf->size);
-    relais_poller_send (self->feed, &msg);
-    s->sent_mono = relais_clock_mono ();
-}
-
 #define S_BODY(n) \
     msgpack_sbuffer sbuf; \
     msgpack_sbuffer_init (&sbuf); \
@@ -488,54 +427,31 @@ s_send_to (feedback_server_t *self, s_session_t *s, msgpack_sbuffer *sbuf)
     msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write); \
     msgpack_pack_map (&pk, (n))
 
-static void
-s_send_op (feedback_server_t *self, s_session_t *s, const char *op)
+//  One stored status change as a deliver message
+static relais_mailbox_verdict_t
+s_pack_change (uint64_t mseq, const void *val, size_t vlen, msgpack_packer *pk, void *arg)
 {
-    S_BODY (1);
-    relais_pack_kv_str (&pk, "op", op);
-    s_send_to (self, s, &sbuf);
-    msgpack_sbuffer_destroy (&sbuf);
-}
-
-typedef struct {
-    feedback_server_t *self;
-    s_session_t *session;
-    uint64_t acked, last;
-    size_t plen;
-} s_deliver_t;
-
-static int
-s_deliver_each (const void *key, size_t klen, const void *val, size_t vlen, void *arg)
-{
-    s_deliver_t *d = (s_deliver_t *) arg;
-    s_session_t *s = d->session;
-    if (klen != d->plen + 9 || memcmp (key, s->producer, d->plen) != 0)
-        return 1;                       //  past this producer's feed
-    if (s->sent_upto - d->acked >= d->self->window)
-        return 1;
-    uint64_t mseq = relais_key_to_u64 ((const uint8_t *) key + d->plen + 1);
     relais_msg_t msg;
     relais_error_t err;
-    if (relais_msg_decode (&msg, val, vlen, NULL, &err)) {
-        s->sent_upto = mseq;            //  damaged entry: never blocks the rest
-        return 0;
-    }
+    if (relais_msg_decode (&msg, val, vlen, NULL, &err))
+        return RELAIS_MAILBOX_SKIP;     //  damaged entry: never blocks the rest
     char id [RELAIS_KEY_MAX] = "";
     relais_msg_str_copy (relais_msg_get (&msg.root, "key"), id, sizeof id);
-    S_BODY (5);
-    relais_pack_kv_str (&pk, "op", "deliver");
-    relais_pack_kv_uint (&pk, "mseq", mseq);
-    relais_pack_kv_str (&pk, "key", id);
-    relais_pack_kv_str (&pk, "type", "status.changed");
-    relais_pack_str (&pk, "body");
-    relais_pack_object (&pk, &msg.root);
-    s_send_to (d->self, s, &sbuf);
-    msgpack_sbuffer_destroy (&sbuf);
+    msgpack_pack_map (pk, 5);
+    relais_pack_kv_str (pk, "op", "deliver");
+    relais_pack_kv_uint (pk, "mseq", mseq);
+    relais_pack_kv_str (pk, "key", id);
+    relais_pack_kv_str (pk, "type", "status.changed");
+    relais_pack_str (pk, "body");
+    relais_pack_object (pk, &msg.root);
     relais_msg_release (&msg);
-    s->sent_upto = mseq;
-    s->progress_mono = relais_clock_mono ();
-    d->self->stats.delivered++;
-    return 0;
+    return RELAIS_MAILBOX_SEND;
+}
+
+static void
+s_deliver (feedback_server_t *self, relais_mailbox_session_t *s)
+{
+    self->stats.delivered += relais_mailbox_deliver (self->mailbox, s);
 }
 
 static int
@@ -548,35 +464,6 @@ s_read_marks (relais_txn_t *txn, const char *producer, uint64_t *acked, uint64_t
     if (rc == 0)
         rc = relais_meta_get (txn, name, last);
     return rc;
-}
-
-static int
-s_read_deliver (relais_txn_t *txn, void *arg)
-{
-    s_deliver_t *d = (s_deliver_t *) arg;
-    int rc = s_read_marks (txn, d->session->producer, &d->acked, &d->last);
-    if (rc)
-        return rc;
-    if (d->session->sent_upto < d->acked)
-        d->session->sent_upto = d->acked;
-    uint8_t from [FEEDBACK_PRODUCER_MAX + 16];
-    size_t flen = s_feed_key (d->session->producer, d->session->sent_upto + 1, from);
-    return relais_txn_scan (txn, S_DB_FEED, from, flen, s_deliver_each, d);
-}
-
-static void
-s_deliver (feedback_server_t *self, s_session_t *s)
-{
-    s_deliver_t d = { self, s, 0, 0, strlen (s->producer) };
-    relais_store_read (self->store, s_read_deliver, &d);
-}
-
-static void
-s_deliver_all (feedback_server_t *self)
-{
-    for (s_session_t *s = (s_session_t *) zlistx_first (self->sessions); s;
-         s = (s_session_t *) zlistx_next (self->sessions))
-        s_deliver (self, s);
 }
 
 typedef struct {
@@ -661,7 +548,7 @@ s_on_feed (relais_poller_t *poller, zmsg_t **msg_p, void *arg)
         relais_error_set (&err, RELAIS_CODE_INVALID, "op", "required: hello, ack or ping");
         goto error;
     }
-    s_session_t *s = s_session_by_identity (self, req.identity);
+    relais_mailbox_session_t *s = relais_mailbox_by_identity (self->mailbox, req.identity);
     if (relais_msg_str_eq (op, "hello")) {
         char asked [FEEDBACK_PRODUCER_MAX] = "", producer [FEEDBACK_PRODUCER_MAX];
         uint64_t after = 0;
@@ -683,19 +570,9 @@ s_on_feed (relais_poller_t *poller, zmsg_t **msg_p, void *arg)
             relais_error_set (&err, RELAIS_CODE_INVALID, "after", "a mseq (uint)");
             goto error;
         }
-        s_session_t *old = s_session_by_producer (self, producer);
-        if (old)
-            s_session_drop (self, old);
-        if (s && s != old)
-            s_session_drop (self, s);
-        s = (s_session_t *) calloc (1, sizeof *s);
+        s = relais_mailbox_open (self->mailbox, producer, &req);
         if (!s)
             goto done;
-        snprintf (s->producer, sizeof s->producer, "%s", producer);
-        s->identity = zframe_dup (req.identity);
-        s->delimiter = req.delimiter;
-        s->heard_mono = s->progress_mono = relais_clock_mono ();
-        zlistx_add_end (self->sessions, s);
         //  What the follower durably handled counts as acknowledged, unless
         //  it is beyond the feed itself (our store was replaced)
         s_ack_t marks;
@@ -714,7 +591,7 @@ s_on_feed (relais_poller_t *poller, zmsg_t **msg_p, void *arg)
         relais_pack_kv_str (&pk, "producer", producer);
         relais_pack_kv_uint (&pk, "acked", marks.acked);
         relais_pack_kv_uint (&pk, "last", marks.last);
-        s_send_to (self, s, &sbuf);
+        relais_mailbox_send (self->mailbox, s, &sbuf);
         msgpack_sbuffer_destroy (&sbuf);
         s_deliver (self, s);
         goto done;
@@ -723,7 +600,7 @@ s_on_feed (relais_poller_t *poller, zmsg_t **msg_p, void *arg)
         relais_error_set (&err, RELAIS_CODE_CONFLICT, "op", "no session: send hello first");
         goto error;
     }
-    s->heard_mono = relais_clock_mono ();
+    relais_mailbox_heard (s);
     if (relais_msg_str_eq (op, "ping"))
         goto done;
     if (relais_msg_str_eq (op, "ack")) {
@@ -733,7 +610,7 @@ s_on_feed (relais_poller_t *poller, zmsg_t **msg_p, void *arg)
             goto error;
         }
         s_ack_t a;
-        if (s_ack (self, s->producer, upto, &a) == 0 && a.count)
+        if (s_ack (self, s->name, upto, &a) == 0 && a.count)
             s->progress_mono = relais_clock_mono ();
         s_deliver (self, s);
         goto done;
@@ -962,7 +839,7 @@ s_on_kick (uv_timer_t *timer)
 {
     feedback_server_t *self = (feedback_server_t *) timer->data;
     self->kick_pending = false;
-    s_deliver_all (self);
+    self->stats.delivered += relais_mailbox_deliver_all (self->mailbox);
 }
 
 static void
@@ -979,25 +856,7 @@ static void
 s_on_tick (uv_timer_t *timer)
 {
     feedback_server_t *self = (feedback_server_t *) timer->data;
-    uint64_t now = relais_clock_mono ();
-    s_session_t *s = (s_session_t *) zlistx_first (self->sessions);
-    while (s) {
-        s_session_t *next = (s_session_t *) zlistx_next (self->sessions);
-        if (now - s->heard_mono > 3 * self->hb_us) {
-            relais_notice ("follower gone producer=%s (silent 3 intervals)", s->producer);
-            s_session_drop (self, s);
-            s = (s_session_t *) zlistx_first (self->sessions);
-            continue;
-        }
-        if (now - s->progress_mono > self->redeliver_us) {
-            s->sent_upto = 0;           //  resend every unacked change
-            s->progress_mono = now;
-            s_deliver (self, s);
-        }
-        if (now - s->sent_mono >= self->hb_us)
-            s_send_op (self, s, "ping");
-        s = next;
-    }
+    self->stats.delivered += relais_mailbox_tick (self->mailbox);
     if (++self->ticks % 50 == 0) {
         relais_store_tick (self->store);
         relais_info ("stats changes=%llu skipped=%llu delivered=%llu acked=%llu",
@@ -1022,14 +881,25 @@ feedback_server_new (uv_loop_t *loop, relais_config_t *config)
         return NULL;
     self->loop = loop;
     self->config = config;
-    self->sessions = zlistx_new ();
     self->hb_us = relais_config_duration_ms (config, "feedback/feed_heartbeat", 1000) * 1000;
     if (self->hb_us == 0)
         self->hb_us = 1000000;
-    self->redeliver_us = relais_config_duration_ms (config, "feedback/redeliver", 10000) * 1000;
-    self->window = (uint32_t) relais_config_int (config, "feedback/window", 64);
-    if (self->window == 0)
-        self->window = 1;
+    relais_mailbox_opts_t opts = {
+        .what = "follower",
+        .name_field = "producer",
+        .db = S_DB_FEED,
+        .acked_prefix = "facked/",
+        .heartbeat_us = self->hb_us,
+        .redeliver_us = relais_config_duration_ms (config, "feedback/redeliver", 10000) * 1000,
+        .window = (uint32_t) relais_config_int (config, "feedback/window", 64),
+        .pack = s_pack_change,
+        .pack_arg = self,
+    };
+    self->mailbox = relais_mailbox_new (&opts);
+    if (!self->mailbox) {
+        free (self);
+        return NULL;
+    }
     return self;
 }
 
@@ -1087,6 +957,7 @@ feedback_server_start (feedback_server_t *self)
         goto failed;
     zsock_set_router_mandatory (feed, 1);
     self->feed = relais_poller_new (self->loop, &feed, 256, s_on_feed, NULL, self);
+    relais_mailbox_attach (self->mailbox, self->store, self->feed);
     zsock_t *api = relais_sock_new (ZMQ_ROUTER, relais_config_str (config, "feedback/api"),
                                     RELAIS_SOCK_BIND, RELAIS_MSG_MAX_BYTES);
     if (!api)
@@ -1134,6 +1005,7 @@ void
 feedback_server_stop (feedback_server_t *self)
 {
     relais_sub_close (&self->sub);
+    relais_mailbox_attach (self->mailbox, NULL, NULL);
     relais_poller_close (&self->feed);
     relais_poller_close (&self->api);
     relais_pub_close (&self->pub);
@@ -1154,9 +1026,7 @@ feedback_server_destroy (feedback_server_t **self_p)
     if (!self)
         return;
     *self_p = NULL;
-    while (zlistx_size (self->sessions))
-        s_session_drop (self, (s_session_t *) zlistx_first (self->sessions));
-    zlistx_destroy (&self->sessions);
+    relais_mailbox_destroy (&self->mailbox);
     relais_store_destroy (&self->store);
     free (self);
 }

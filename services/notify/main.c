@@ -18,6 +18,7 @@
     decides whose feed it is.
     =========================================================================
 */
+#include "notify_follower.h"
 #include "notify_sink.h"
 #include "router_server.h"
 #include "feedback_server.h"
@@ -46,7 +47,7 @@ s_on_signal (int signum)
 static const char *s_who_key = "partner";     //  "producer" with --producer
 
 static zsock_t *
-s_connect (const char *endpoint, const char *partner, uint64_t last)
+s_connect (const char *endpoint, void *arg)
 {
     zsock_t *sock = zsock_new (ZMQ_DEALER);
     if (!sock)
@@ -54,42 +55,31 @@ s_connect (const char *endpoint, const char *partner, uint64_t last)
     zsock_set_linger (sock, 1000);
     zsock_set_rcvhwm (sock, 100000);
     //  With CURVE on, the router knows us by our certificate (the partner's)
-    if (relais_security_apply (sock, endpoint, false) || zsock_connect (sock, "%s", endpoint) < 0) {
+    if (relais_security_apply (sock, endpoint, false) || zsock_connect (sock, "%s", endpoint) < 0)
         zsock_destroy (&sock);
-        return NULL;
-    }
-    msgpack_sbuffer sbuf;
-    msgpack_sbuffer_init (&sbuf);
-    msgpack_packer pk;
-    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
-    msgpack_pack_map (&pk, 3);
-    relais_pack_kv_str (&pk, "op", "hello");
-    relais_pack_kv_str (&pk, s_who_key, partner);
-    relais_pack_kv_uint (&pk, "after", last);
-    zmsg_t *msg = zmsg_new ();
-    zmsg_addmem (msg, "", 0);
-    zmsg_addmem (msg, sbuf.data, sbuf.size);
-    zmsg_send (&msg, sock);
-    msgpack_sbuffer_destroy (&sbuf);
     return sock;
 }
 
-static void
-s_send_op (zsock_t *sock, const char *op, const char *key, uint64_t value)
+static int
+s_format (const msgpack_object *deliver, msgpack_sbuffer *line, void *arg)
 {
-    msgpack_sbuffer sbuf;
-    msgpack_sbuffer_init (&sbuf);
-    msgpack_packer pk;
-    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
-    msgpack_pack_map (&pk, key? 2: 1);
-    relais_pack_kv_str (&pk, "op", op);
-    if (key)
-        relais_pack_kv_uint (&pk, key, value);
-    zmsg_t *msg = zmsg_new ();
-    zmsg_addmem (msg, "", 0);
-    zmsg_addmem (msg, sbuf.data, sbuf.size);
-    zmsg_send (&msg, sock);
-    msgpack_sbuffer_destroy (&sbuf);
+    cli_json_opts_t opts = { s_who_key, (const char *) arg, "op" };
+    return cli_json_write (line, deliver, &opts);
+}
+
+static void
+s_say (bool error, const char *text, void *arg)
+{
+    if (error)
+        relais_error ("%s", text);
+    else
+        relais_warning ("%s", text);
+}
+
+static bool
+s_stopped (void *arg)
+{
+    return s_stop != 0;
 }
 
 int
@@ -200,145 +190,30 @@ main (int argc, char *argv [])
                                                                   : "router/partner_heartbeat", 1000);
     if (hb_ms == 0)
         hb_ms = 1000;
-    zsock_t *sock = s_connect (endpoint, partner, last);
-    if (!sock) {
-        relais_error ("cannot connect to %s", endpoint);
-        notify_sink_destroy (&sink);
-        free (state_path);
-        relais_config_destroy (&config);
-        return EXIT_FAILURE;
-    }
     relais_notice ("ready %s=%s endpoint=%s after=%llu", s_who_key, partner, endpoint,
                    (unsigned long long) last);
-    int64_t now = zclock_mono ();
-    int64_t heard = now, sent = now, retry_at = 0, backoff = 100;
-    bool failing = false;
-    int exit_code = EXIT_SUCCESS;
+    relais_msg_limits_t limits = { 4 * 65536, 0, 0 };
+    notify_follower_opts_t opts = {
+        .endpoint = endpoint,
+        .who_key = s_who_key,
+        .name = partner,
+        .peer = producer? "feedback": "router",
+        .heartbeat_ms = hb_ms,
+        .sink = sink,
+        .state_path = state_path,
+        .limits = &limits,
+        .retry = true,                  //  a failed sink is retried with backoff
+        .quiet_refusals = true,         //  only "unauthorized" stops us
+        .connect = s_connect,
+        .format = s_format,
+        .say = s_say,
+        .stopped = s_stopped,
+        .arg = (void *) partner,
+    };
     uint64_t handled = 0;
-    while (!s_stop) {
-        zmq_pollitem_t item = { zsock_resolve (sock), 0, ZMQ_POLLIN, 0 };
-        zmq_poll (&item, 1, 100);
-        now = zclock_mono ();
-        bool dirty = false, need_ack = false, rehello = false;
-        zmsg_t *msg;
-        while (!s_stop && (zsock_events (sock) & ZMQ_POLLIN) && (msg = zmsg_recv (sock))) {
-            heard = now;
-            zframe_t *data = zmsg_last (msg);
-            relais_msg_t m;
-            relais_error_t err;
-            relais_msg_limits_t limits = { 4 * 65536, 0, 0 };
-            if (!data || relais_msg_decode (&m, zframe_data (data), zframe_size (data), &limits, &err)) {
-                relais_warning ("malformed message from router dropped");
-                zmsg_destroy (&msg);
-                continue;
-            }
-            const msgpack_object *op = relais_msg_get (&m.root, "op");
-            const msgpack_object *ok = relais_msg_get (&m.root, "ok");
-            uint64_t mseq = 0;
-            if (relais_msg_str_eq (op, "deliver")
-            &&  relais_msg_uint (relais_msg_get (&m.root, "mseq"), &mseq)) {
-                if (mseq <= last)
-                    need_ack = true;        //  a redelivery: handled already
-                else
-                if (!failing) {
-                    cli_json_opts_t opts = { s_who_key, partner, "op" };
-                    msgpack_sbuffer line;
-                    msgpack_sbuffer_init (&line);
-                    if (cli_json_write (&line, &m.root, &opts) == 0
-                    &&  notify_sink_put (sink, mseq, line.data, line.size) == 0) {
-                        last = mseq;
-                        dirty = need_ack = true;
-                        handled++;
-                        backoff = 100;
-                    }
-                    else {
-                        failing = true;     //  nothing after it until it passes
-                        retry_at = now + backoff;
-                        relais_warning ("sink failed mseq=%llu: retry in %lld ms",
-                                        (unsigned long long) mseq, (long long) backoff);
-                        backoff = backoff * 2 > 5000? 5000: backoff * 2;
-                    }
-                    msgpack_sbuffer_destroy (&line);
-                }
-            }
-            else
-            if (relais_msg_str_eq (op, "welcome")) {
-                uint64_t box_last = 0, box_acked = 0;
-                if (relais_msg_uint (relais_msg_get (&m.root, "last"), &box_last)
-                &&  relais_msg_uint (relais_msg_get (&m.root, "acked"), &box_acked)
-                &&  last > box_last) {
-                    //  Our record is ahead of the mailbox itself: the router's
-                    //  store was replaced. Skipping would lose deliveries.
-                    relais_warning ("state mseq=%llu is beyond the mailbox (last=%llu): "
-                                    "following the router from %llu",
-                                    (unsigned long long) last, (unsigned long long) box_last,
-                                    (unsigned long long) box_acked);
-                    last = box_acked;
-                    dirty = true;
-                }
-            }
-            else
-            if (ok && ok->type == MSGPACK_OBJECT_BOOLEAN && !ok->via.boolean) {
-                char code [32] = "", message [128] = "";
-                relais_msg_str_copy (relais_msg_get (&m.root, "code"), code, sizeof code);
-                relais_msg_str_copy (relais_msg_get (&m.root, "message"), message, sizeof message);
-                relais_warning ("router error code=%s message=%s", code, message);
-                if (strcmp (code, RELAIS_CODE_UNAUTHORIZED) == 0) {
-                    exit_code = EXIT_FAILURE;
-                    s_stop = 1;
-                }
-                else
-                if (strcmp (code, RELAIS_CODE_CONFLICT) == 0)
-                    rehello = true;         //  the router lost our session
-            }
-            relais_msg_release (&m);
-            zmsg_destroy (&msg);
-        }
-        if (dirty) {
-            if (notify_sink_flush (sink) || notify_state_write (state_path, last)) {
-                relais_error ("cannot make mseq=%llu durable: exiting before acking",
-                              (unsigned long long) last);
-                exit_code = EXIT_FAILURE;
-                break;
-            }
-        }
-        if (need_ack) {
-            s_send_op (sock, "ack", "upto", last);
-            sent = now;
-        }
-        if (failing && now >= retry_at) {
-            failing = false;
-            rehello = true;                 //  the router sends everything unacked again
-        }
-        if (now - heard > 3 * (int64_t) hb_ms) {
-            relais_notice ("router silent for 3 intervals: reconnecting");
-            zsock_destroy (&sock);
-            sock = s_connect (endpoint, partner, last);
-            heard = sent = now;
-            if (!sock) {
-                exit_code = EXIT_FAILURE;
-                break;
-            }
-            continue;
-        }
-        if (rehello) {
-            zsock_destroy (&sock);
-            sock = s_connect (endpoint, partner, last);
-            sent = now;
-            if (!sock) {
-                exit_code = EXIT_FAILURE;
-                break;
-            }
-        }
-        else
-        if (now - sent >= (int64_t) hb_ms) {
-            s_send_op (sock, "ping", NULL, 0);
-            sent = now;
-        }
-    }
+    int exit_code = notify_follower_run (&opts, &last, &handled)? EXIT_FAILURE: EXIT_SUCCESS;
     relais_notice ("stopped %s=%s handled=%llu last=%llu", s_who_key, partner,
                    (unsigned long long) handled, (unsigned long long) last);
-    zsock_destroy (&sock);
     notify_sink_destroy (&sink);
     free (state_path);
     relais_config_destroy (&config);

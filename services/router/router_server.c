@@ -8,6 +8,7 @@
 #include "intake_server.h"
 #include "relais_audit.h"
 #include "relais_bus.h"
+#include "relais_mailbox.h"
 #include "relais_security.h"
 #include "relais_clock.h"
 #include "relais_log.h"
@@ -64,14 +65,6 @@ typedef struct {
 } s_entry_t;
 
 typedef struct {
-    char partner [ROUTER_NAME_MAX];
-    zframe_t *identity;
-    bool delimiter;
-    uint64_t sent_upto;
-    uint64_t heard_mono, sent_mono, progress_mono;
-} s_session_t;
-
-typedef struct {
     char id [RELAIS_KEY_MAX];
     uint64_t rid;
     uint64_t sent_mono;
@@ -92,11 +85,10 @@ struct router_server_t {
     bool timers_open, kick_pending;
     relais_audit_t *audit;              //  erasures and purges
     uint64_t retention_acked_us;
-    zlistx_t *sessions;                 //  s_session_t *
+    relais_mailbox_t *mailbox;          //  the notifiers' sessions
     zhashx_t *fetches;                  //  id -> s_fetch_t *
     uint64_t next_rid;
-    uint64_t hb_us, redeliver_us;
-    uint32_t window;
+    uint64_t hb_us;
     void *ready [S_READY_MAX];          //  s_fill_t *: replies of this loop turn
     size_t ready_count;
     char **known;                       //  partners the rules can name
@@ -139,16 +131,6 @@ router_local_hour (uint64_t us)
 //  Keys and stored values
 
 static size_t
-s_mbox_key (const char *partner, uint64_t mseq, uint8_t *key)
-{
-    size_t n = strlen (partner);
-    memcpy (key, partner, n);
-    key [n] = 0;
-    relais_u64_to_key (mseq, key + n + 1);
-    return n + 9;
-}
-
-static size_t
 s_assign_key (const char *id, const char *partner, char *key)
 {
     size_t a = strlen (id), b = strlen (partner);
@@ -162,7 +144,7 @@ static size_t
 s_due_key (uint64_t due, const char *partner, uint64_t mseq, uint8_t *key)
 {
     relais_u64_to_key (due, key);
-    return 8 + s_mbox_key (partner, mseq, key + 8);
+    return 8 + relais_mailbox_key (partner, mseq, key + 8);
 }
 
 static size_t
@@ -171,7 +153,7 @@ s_fill_key (const char *id, const char *partner, uint64_t mseq, uint8_t *key)
     size_t a = strlen (id);
     memcpy (key, id, a);
     key [a] = 0;
-    return a + 1 + s_mbox_key (partner, mseq, key + a + 1);
+    return a + 1 + relais_mailbox_key (partner, mseq, key + a + 1);
 }
 
 static void
@@ -208,7 +190,7 @@ s_put_entry (relais_txn_t *txn, const char *partner, uint64_t mseq, const s_entr
     msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
     s_pack_entry (&pk, e);
     uint8_t key [64];
-    size_t klen = s_mbox_key (partner, mseq, key);
+    size_t klen = relais_mailbox_key (partner, mseq, key);
     int rc = relais_txn_put (txn, S_DB_MBOX, key, klen, sbuf.data, sbuf.size);
     msgpack_sbuffer_destroy (&sbuf);
     return rc;
@@ -255,7 +237,7 @@ static int
 s_get_entry (relais_txn_t *txn, const char *partner, uint64_t mseq, relais_msg_t *msg, s_entry_t *e)
 {
     uint8_t key [64];
-    size_t klen = s_mbox_key (partner, mseq, key);
+    size_t klen = relais_mailbox_key (partner, mseq, key);
     const void *data;
     size_t size;
     int rc = relais_txn_get (txn, S_DB_MBOX, key, klen, &data, &size);
@@ -967,136 +949,45 @@ s_learn_partners (router_server_t *self)
     }
 }
 
-static s_session_t *
-s_session_by_identity (router_server_t *self, zframe_t *identity)
+//  One stored delivery as a deliver message: an entry no longer open is
+//  passed, an open one whose record is still pending is waited for
+static relais_mailbox_verdict_t
+s_pack_delivery (uint64_t mseq, const void *val, size_t vlen, msgpack_packer *pk, void *arg)
 {
-    for (s_session_t *s = (s_session_t *) zlistx_first (self->sessions); s;
-         s = (s_session_t *) zlistx_next (self->sessions))
-        if (zframe_eq (s->identity, identity))
-            return s;
-    return NULL;
-}
-
-static s_session_t *
-s_session_by_partner (router_server_t *self, const char *partner)
-{
-    for (s_session_t *s = (s_session_t *) zlistx_first (self->sessions); s;
-         s = (s_session_t *) zlistx_next (self->sessions))
-        if (strcmp (s->partner, partner) == 0)
-            return s;
-    return NULL;
-}
-
-static void
-s_session_drop (router_server_t *self, s_session_t *s)
-{
-    void *handle = zlistx_find (self->sessions, s);
-    if (handle)
-        zlistx_delete (self->sessions, handle);
-    zframe_destroy (&s->identity);
-    free (s);
-}
-
-static void
-s_send_to (router_server_t *self, s_session_t *s, msgpack_sbuffer *sbuf)
-{
-    zmsg_t *msg = zmsg_new ();
-    zframe_t *id = zframe_dup (s->identity);
-    zmsg_append (msg, &id);
-    if (s->delimiter)
-        zmsg_addmem (msg, "", 0);
-    zmsg_addmem (msg, sbuf->data, sbuf->size);
-    relais_poller_send (self->partners, &msg);
-    s->sent_mono = relais_clock_mono ();
-}
-
-static void
-s_send_op (router_server_t *self, s_session_t *s, const char *op)
-{
-    S_BODY (1);
-    relais_pack_kv_str (&pk, "op", op);
-    s_send_to (self, s, &sbuf);
-    msgpack_sbuffer_destroy (&sbuf);
-}
-
-typedef struct {
-    router_server_t *self;
-    s_session_t *session;
-    uint64_t acked;
-    size_t plen;
-    bool stop;
-} s_deliver_t;
-
-static int
-s_deliver_each (const void *key, size_t klen, const void *val, size_t vlen, void *arg)
-{
-    s_deliver_t *d = (s_deliver_t *) arg;
-    s_session_t *s = d->session;
-    if (klen != d->plen + 9 || memcmp (key, s->partner, d->plen) != 0)
-        return 1;                       //  past this partner's mailbox
-    if (s->sent_upto - d->acked >= d->self->window)
-        return 1;
-    uint64_t mseq = relais_key_to_u64 ((const uint8_t *) key + d->plen + 1);
     relais_msg_t msg;
     s_entry_t e;
-    if (s_decode_entry (val, vlen, &msg, &e)) {
-        s->sent_upto = mseq;            //  damaged entry: never blocks the rest
-        return 0;
-    }
-    int rc = 0;
+    if (s_decode_entry (val, vlen, &msg, &e))
+        return RELAIS_MAILBOX_SKIP;     //  damaged entry: never blocks the rest
+    relais_mailbox_verdict_t verdict = RELAIS_MAILBOX_SEND;
     if (e.state != S_OPEN)
-        s->sent_upto = mseq;
+        verdict = RELAIS_MAILBOX_SKIP;
     else
     if (!e.body)
-        rc = 1;                         //  in order: wait for its record
+        verdict = RELAIS_MAILBOX_WAIT;  //  in order: wait for its record
     else {
-        S_BODY (6);
-        relais_pack_kv_str (&pk, "op", "deliver");
-        relais_pack_kv_uint (&pk, "mseq", mseq);
-        relais_pack_kv_str (&pk, "key", e.key);
-        relais_pack_kv_str (&pk, "type", e.type);
-        relais_pack_kv_uint (&pk, "due", e.due);
-        relais_pack_str (&pk, "body");
-        relais_pack_object (&pk, e.body);
-        s_send_to (d->self, s, &sbuf);
-        msgpack_sbuffer_destroy (&sbuf);
-        s->sent_upto = mseq;
-        s->progress_mono = relais_clock_mono ();
-        d->self->stats.delivered++;
+        msgpack_pack_map (pk, 6);
+        relais_pack_kv_str (pk, "op", "deliver");
+        relais_pack_kv_uint (pk, "mseq", mseq);
+        relais_pack_kv_str (pk, "key", e.key);
+        relais_pack_kv_str (pk, "type", e.type);
+        relais_pack_kv_uint (pk, "due", e.due);
+        relais_pack_str (pk, "body");
+        relais_pack_object (pk, e.body);
     }
     relais_msg_release (&msg);
-    return rc;
-}
-
-static int
-s_read_deliver (relais_txn_t *txn, void *arg)
-{
-    s_deliver_t *d = (s_deliver_t *) arg;
-    char name [64];
-    snprintf (name, sizeof name, "acked/%s", d->session->partner);
-    int rc = relais_meta_get (txn, name, &d->acked);
-    if (rc)
-        return rc;
-    if (d->session->sent_upto < d->acked)
-        d->session->sent_upto = d->acked;
-    uint8_t from [64];
-    size_t flen = s_mbox_key (d->session->partner, d->session->sent_upto + 1, from);
-    return relais_txn_scan (txn, S_DB_MBOX, from, flen, s_deliver_each, d);
+    return verdict;
 }
 
 static void
-s_deliver (router_server_t *self, s_session_t *s)
+s_deliver (router_server_t *self, relais_mailbox_session_t *s)
 {
-    s_deliver_t d = { self, s, 0, strlen (s->partner), false };
-    relais_store_read (self->store, s_read_deliver, &d);
+    self->stats.delivered += relais_mailbox_deliver (self->mailbox, s);
 }
 
 static void
 s_deliver_all (router_server_t *self)
 {
-    for (s_session_t *s = (s_session_t *) zlistx_first (self->sessions); s;
-         s = (s_session_t *) zlistx_next (self->sessions))
-        s_deliver (self, s);
+    self->stats.delivered += relais_mailbox_deliver_all (self->mailbox);
 }
 
 typedef struct {
@@ -1166,14 +1057,14 @@ s_write_ack (relais_txn_t *txn, void *arg)
 }
 
 static void
-s_ack (router_server_t *self, s_session_t *s, uint64_t upto)
+s_ack (router_server_t *self, relais_mailbox_session_t *s, uint64_t upto)
 {
-    s_ack_t a = { self, s->partner, upto, 0, 0 };
+    s_ack_t a = { self, s->name, upto, 0, 0 };
     int rc = relais_store_write (self->store, s_write_ack, &a);
     if (rc == RELAIS_EFATAL)
         relais_fatal ("router ack", rc);
     if (rc) {
-        relais_warning ("ack partner=%s upto=%llu failed error=%s", s->partner,
+        relais_warning ("ack partner=%s upto=%llu failed error=%s", s->name,
                         (unsigned long long) upto, relais_strerror (rc));
         return;
     }
@@ -1263,7 +1154,7 @@ router_server_partner_message (router_server_t *self, zmsg_t **msg_p)
         relais_error_set (&err, RELAIS_CODE_INVALID, "op", "required: hello, ack, refuse or ping");
         goto error;
     }
-    s_session_t *s = s_session_by_identity (self, req.identity);
+    relais_mailbox_session_t *s = relais_mailbox_by_identity (self->mailbox, req.identity);
     if (relais_msg_str_eq (op, "hello")) {
         char partner [ROUTER_NAME_MAX];
         uint64_t after = 0;
@@ -1291,19 +1182,9 @@ router_server_partner_message (router_server_t *self, zmsg_t **msg_p)
             goto error;
         }
         //  One session per partner: a new hello replaces the old one
-        s_session_t *old = s_session_by_partner (self, partner);
-        if (old)
-            s_session_drop (self, old);
-        if (s && s != old)
-            s_session_drop (self, s);
-        s = (s_session_t *) calloc (1, sizeof *s);
+        s = relais_mailbox_open (self->mailbox, partner, &req);
         if (!s)
             goto done;
-        snprintf (s->partner, sizeof s->partner, "%s", partner);
-        s->identity = zframe_dup (req.identity);
-        s->delimiter = req.delimiter;
-        s->heard_mono = s->progress_mono = relais_clock_mono ();
-        zlistx_add_end (self->sessions, s);
         //  What the notifier durably handled counts as acknowledged -
         //  unless its record is beyond the mailbox itself (our store was
         //  replaced): then it acknowledges nothing, and the welcome tells it
@@ -1324,7 +1205,7 @@ router_server_partner_message (router_server_t *self, zmsg_t **msg_p)
         relais_pack_kv_str (&pk, "op", "welcome");
         relais_pack_kv_uint (&pk, "acked", box.acked);
         relais_pack_kv_uint (&pk, "last", box.last);
-        s_send_to (self, s, &sbuf);
+        relais_mailbox_send (self->mailbox, s, &sbuf);
         msgpack_sbuffer_destroy (&sbuf);
         s_deliver (self, s);
         goto done;
@@ -1333,7 +1214,7 @@ router_server_partner_message (router_server_t *self, zmsg_t **msg_p)
         relais_error_set (&err, RELAIS_CODE_CONFLICT, "op", "no session: send hello first");
         goto error;
     }
-    s->heard_mono = relais_clock_mono ();
+    relais_mailbox_heard (s);
     if (relais_msg_str_eq (op, "ping"))
         goto done;
     if (relais_msg_str_eq (op, "ack")) {
@@ -1347,7 +1228,7 @@ router_server_partner_message (router_server_t *self, zmsg_t **msg_p)
         goto done;
     }
     if (relais_msg_str_eq (op, "refuse")) {
-        s_refuse_t r = { self, s->partner, 0, NULL, { 0 } };
+        s_refuse_t r = { self, s->name, 0, NULL, { 0 } };
         char reason [32];
         if (!relais_msg_uint (relais_msg_get (root, "mseq"), &r.mseq) || r.mseq == 0) {
             relais_error_set (&err, RELAIS_CODE_INVALID, "mseq", "required, a mseq (uint)");
@@ -1372,7 +1253,7 @@ router_server_partner_message (router_server_t *self, zmsg_t **msg_p)
             goto error;
         }
         self->stats.refused++;
-        relais_notice ("refused partner=%s mseq=%llu reason=%s", s->partner,
+        relais_notice ("refused partner=%s mseq=%llu reason=%s", s->name,
                        (unsigned long long) r.mseq, reason);
         s_deliver (self, s);
         goto done;
@@ -1732,7 +1613,7 @@ s_read_box (relais_txn_t *txn, void *arg)
     if (rc)
         return rc;
     uint8_t from [64];
-    size_t flen = s_mbox_key (b->partner, b->acked + 1, from);
+    size_t flen = relais_mailbox_key (b->partner, b->acked + 1, from);
     return relais_txn_scan (txn, S_DB_MBOX, from, flen, s_box_each, b);
 }
 
@@ -1741,7 +1622,7 @@ s_pack_box (router_server_t *self, msgpack_packer *pk, const char *partner)
 {
     s_box_t b = { partner, 0, 0, 0, 0, strlen (partner) };
     relais_store_read (self->store, s_read_box, &b);
-    s_session_t *s = s_session_by_partner (self, partner);
+    relais_mailbox_session_t *s = relais_mailbox_by_name (self->mailbox, partner);
     msgpack_pack_map (pk, 7);
     relais_pack_kv_str (pk, "partner", partner);
     relais_pack_kv_uint (pk, "last", b.last);
@@ -1860,25 +1741,7 @@ s_on_tick (uv_timer_t *timer)
 {
     router_server_t *self = (router_server_t *) timer->data;
     uint64_t now = relais_clock_mono ();
-    s_session_t *s = (s_session_t *) zlistx_first (self->sessions);
-    while (s) {
-        s_session_t *next = (s_session_t *) zlistx_next (self->sessions);
-        if (now - s->heard_mono > 3 * self->hb_us) {
-            relais_notice ("partner gone partner=%s (silent 3 intervals)", s->partner);
-            s_session_drop (self, s);
-            //  zlistx cursor moved by the delete: start again
-            s = (s_session_t *) zlistx_first (self->sessions);
-            continue;
-        }
-        if (now - s->progress_mono > self->redeliver_us) {
-            s->sent_upto = 0;           //  resend every unacked delivery
-            s->progress_mono = now;
-            s_deliver (self, s);
-        }
-        if (now - s->sent_mono >= self->hb_us)
-            s_send_op (self, s, "ping");
-        s = next;
-    }
+    self->stats.delivered += relais_mailbox_tick (self->mailbox);
     for (s_fetch_t *f = (s_fetch_t *) zhashx_first (self->fetches); f;
          f = (s_fetch_t *) zhashx_next (self->fetches))
         if (now - f->sent_mono > S_FILL_TIMEOUT_US)
@@ -1923,18 +1786,29 @@ router_server_new (uv_loop_t *loop, relais_config_t *config)
         free (self);
         return NULL;
     }
-    self->sessions = zlistx_new ();
     self->fetches = zhashx_new ();
     zhashx_set_destructor (self->fetches, s_fetch_free);
     self->hb_us = relais_config_duration_ms (config, "router/partner_heartbeat", 1000) * 1000;
     if (self->hb_us == 0)
         self->hb_us = 1000000;
-    self->redeliver_us = relais_config_duration_ms (config, "router/redeliver", 10000) * 1000;
     self->retention_acked_us = relais_config_duration_ms (config, "router/retention/acked",
                                                           30ULL * 86400000) * 1000;
-    self->window = (uint32_t) relais_config_int (config, "router/window", 32);
-    if (self->window == 0)
-        self->window = 1;
+    relais_mailbox_opts_t opts = {
+        .what = "partner",
+        .name_field = "partner",
+        .db = S_DB_MBOX,
+        .acked_prefix = "acked/",
+        .heartbeat_us = self->hb_us,
+        .redeliver_us = relais_config_duration_ms (config, "router/redeliver", 10000) * 1000,
+        .window = (uint32_t) relais_config_int (config, "router/window", 32),
+        .pack = s_pack_delivery,
+        .pack_arg = self,
+    };
+    self->mailbox = relais_mailbox_new (&opts);
+    if (!self->mailbox) {
+        router_server_destroy (&self);
+        return NULL;
+    }
     s_learn_partners (self);
     return self;
 }
@@ -1981,6 +1855,7 @@ router_server_start (router_server_t *self)
         goto failed;
     zsock_set_router_mandatory (partners, 1);
     self->partners = relais_poller_new (self->loop, &partners, 256, s_on_partner, NULL, self);
+    relais_mailbox_attach (self->mailbox, self->store, self->partners);
     zsock_t *api = relais_sock_new (ZMQ_ROUTER, relais_config_str (config, "router/api"),
                                     RELAIS_SOCK_BIND, RELAIS_MSG_MAX_BYTES);
     if (!api)
@@ -2034,6 +1909,7 @@ void
 router_server_stop (router_server_t *self)
 {
     relais_sub_close (&self->sub);
+    relais_mailbox_attach (self->mailbox, NULL, NULL);
     relais_poller_close (&self->partners);
     relais_poller_close (&self->api);
     relais_poller_close (&self->records);
@@ -2059,9 +1935,7 @@ router_server_destroy (router_server_t **self_p)
     if (!self)
         return;
     *self_p = NULL;
-    while (zlistx_size (self->sessions))
-        s_session_drop (self, (s_session_t *) zlistx_first (self->sessions));
-    zlistx_destroy (&self->sessions);
+    relais_mailbox_destroy (&self->mailbox);
     zhashx_destroy (&self->fetches);
     for (size_t i = 0; i < self->ready_count; i++) {
         s_fill_t *fill = (s_fill_t *) self->ready [i];
