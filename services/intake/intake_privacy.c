@@ -5,6 +5,7 @@
 */
 #include "intake_privacy.h"
 #include <sodium.h>
+#include <stdio.h>
 #include <string.h>
 
 uint32_t
@@ -65,4 +66,78 @@ intake_privacy_reason_valid (const char *text, size_t size)
             return false;
     }
     return true;
+}
+
+int
+intake_scrub_args_read (const relais_request_t *req, const msgpack_object *root, bool erase,
+                        intake_scrub_args_t *args, relais_error_t *err)
+{
+    memset (args, 0, sizeof *args);
+    strcpy (args->reason, "retention");
+    relais_peer_t peer;
+    if (relais_security_on () && relais_security_peer (req->data, &peer)) {
+        snprintf (args->who, sizeof args->who, "%s", peer.name);
+        snprintf (args->role, sizeof args->role, "%s", peer.role);
+    }
+    else {
+        size_t n = zframe_size (req->identity) > 16? 16: zframe_size (req->identity);
+        for (size_t i = 0; i < n; i++)
+            snprintf (args->who + 2 * i, 3, "%02x", zframe_data (req->identity) [i]);
+    }
+    if (relais_security_on () && strcmp (args->role, "operations") != 0) {
+        relais_error_set (err, RELAIS_CODE_UNAUTHORIZED, "op",
+                          "erase and purge are for the operations role only");
+        return -1;
+    }
+    const msgpack_object *dry = relais_msg_get (root, "dry_run");
+    if (dry && dry->type != MSGPACK_OBJECT_BOOLEAN) {
+        relais_error_set (err, RELAIS_CODE_INVALID, "dry_run", "a boolean");
+        return -1;
+    }
+    args->dry_run = dry && dry->via.boolean;
+    if (erase) {
+        const msgpack_object *ref = relais_msg_get (root, "person");
+        if (!ref || ref->type != MSGPACK_OBJECT_STR || ref->via.str.size >= sizeof args->person
+        ||  !intake_privacy_ref_valid (ref->via.str.ptr, ref->via.str.size)) {
+            relais_error_set (err, RELAIS_CODE_INVALID, "person",
+                              "required, a person_ref: \"P-\" and 20 characters a-z 2-7");
+            return -1;
+        }
+        memcpy (args->person, ref->via.str.ptr, ref->via.str.size);
+    }
+    const msgpack_object *why = relais_msg_get (root, "reason");
+    if ((erase && !why) || (why && (why->type != MSGPACK_OBJECT_STR
+    ||  !intake_privacy_reason_valid (why->via.str.ptr, why->via.str.size)))) {
+        relais_error_set (err, RELAIS_CODE_INVALID, "reason",
+                          "%s a code of 1 to 64 characters A-Z a-z 0-9 . _ : / @ - (no free text)",
+                          erase? "required,": "optional,");
+        return -1;
+    }
+    if (why) {
+        memcpy (args->reason, why->via.str.ptr, why->via.str.size);
+        args->reason [why->via.str.size] = 0;
+    }
+    return 0;
+}
+
+int
+intake_scrub_audit (relais_audit_t *audit, uint64_t now, const intake_scrub_args_t *args,
+                    bool erase, const char *what, size_t count, const char *ids,
+                    size_t stride, size_t id_count, const char *item)
+{
+    const char *action = erase? "erase": "purge";
+    char line [64];
+    snprintf (line, sizeof line, "%s:%zu", args->dry_run? "preview": what, count);
+    if (relais_audit_append (audit, now, args->who, args->role, action,
+                             erase? args->person: "retention", args->reason)
+    ||  relais_audit_append (audit, now, args->who, args->role, action, line, args->reason))
+        return -1;
+    if (args->dry_run)
+        return 0;
+    snprintf (line, sizeof line, "%s_%s", action, item);
+    for (size_t i = 0; i < id_count; i++)
+        if (relais_audit_append (audit, now, args->who, args->role, line, ids + i * stride,
+                                 erase? args->person: args->reason))
+            return -1;
+    return 0;
 }

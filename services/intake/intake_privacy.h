@@ -19,6 +19,9 @@
 #define INTAKE_PRIVACY_H_INCLUDED
 
 #include "intake_pseudo.h"
+#include "relais_audit.h"
+#include "relais_bus.h"
+#include "relais_security.h"
 #include <stdbool.h>
 
 #define INTAKE_ERASED_MARK  "efface"
@@ -39,5 +42,36 @@ bool
 //  [A-Za-z0-9._:/@-] (it goes into the audit log as it is; no free text).
 bool
     intake_privacy_reason_valid (const char *text, size_t size);
+
+//  An erase or purge request, checked, as intake, router and plans read it
+//  (proto/privacy.md §3): who asks (the certificate's name and role with
+//  CURVE; otherwise the connection's routing id in hex and no role),
+//  dry_run, the person_ref of an erase ("" for a purge) and the reason
+//  code ("retention" when a purge gives none).
+typedef struct {
+    char who [RELAIS_PEER_NAME_MAX];
+    char role [16];
+    bool dry_run;
+    char person [RELAIS_SIG_REF_MAX];
+    char reason [INTAKE_REASON_TEXT_MAX + 1];
+} intake_scrub_args_t;
+
+//  Read the arguments of req (decoded as root). Returns 0, or sets err -
+//  unauthorized on "op" when CURVE is on and the caller is not operations,
+//  invalid on dry_run, person or reason - and returns -1.
+int
+    intake_scrub_args_read (const relais_request_t *req, const msgpack_object *root, bool erase,
+                            intake_scrub_args_t *args, relais_error_t *err);
+
+//  Write the audit lines of an erase or purge, before anything changes:
+//  the request (the person_ref, or "retention") and "<what>:<count>"
+//  ("preview:<count>" for a dry run), then, unless a dry run, one line
+//  "erase_<item>" / "purge_<item>" for each of the id_count ids, which lie
+//  stride bytes apart. The audit holds ids and codes, never data. Returns 0,
+//  or -1 when the audit log cannot be written: then nothing may change.
+int
+    intake_scrub_audit (relais_audit_t *audit, uint64_t now, const intake_scrub_args_t *args,
+                        bool erase, const char *what, size_t count, const char *ids,
+                        size_t stride, size_t id_count, const char *item);
 
 #endif

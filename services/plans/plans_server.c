@@ -173,29 +173,21 @@ s_scrub_apply (relais_txn_t *txn, void *arg)
 //  Pick, audit (before anything changes), scrub, compact. Sets *removed to
 //  the texts removed (0 on a dry run).
 static int
-s_scrub_run (plans_server_t *self, plans_scrub_t *sc, uint64_t now, bool dry_run,
-             const char *who, const char *role, const char *reason, uint64_t *removed,
-             bool *compacted, relais_error_t *err)
+s_scrub_run (plans_server_t *self, plans_scrub_t *sc, uint64_t now,
+             const intake_scrub_args_t *args, uint64_t *removed, bool *compacted,
+             relais_error_t *err)
 {
     *compacted = false;
     *removed = 0;
     s_scrub_call_t call = { self, sc };
     if (relais_store_read (self->store, s_scrub_pick, &call))
         return relais_error_set (err, RELAIS_CODE_UNAVAILABLE, "", "storage unavailable, retry later");
-    char count [48];
-    snprintf (count, sizeof count, "%s:%zu", dry_run? "preview": "plans", sc->count);
-    const char *action = sc->person? "erase": "purge";
-    if (relais_audit_append (self->audit, now, who, role, action,
-                             sc->person? sc->person: "retention", reason)
-    ||  relais_audit_append (self->audit, now, who, role, action, count, reason))
+    if (intake_scrub_audit (self->audit, now, args, sc->person != NULL, "plans", sc->count,
+                            (const char *) sc->ids, sizeof *sc->ids,
+                            sc->texts? sc->count: 0, "plan"))
         return relais_error_set (err, RELAIS_CODE_UNAVAILABLE, "", "audit log unavailable, retry later");
-    if (dry_run || sc->texts == 0)
+    if (args->dry_run || sc->texts == 0)
         return 0;
-    for (size_t i = 0; i < sc->count; i++)
-        if (relais_audit_append (self->audit, now, who, role,
-                                 sc->person? "erase_plan": "purge_plan", sc->ids [i],
-                                 sc->person? sc->person: reason))
-            return relais_error_set (err, RELAIS_CODE_UNAVAILABLE, "", "audit log unavailable, retry later");
     int rc = relais_store_write (self->store, s_scrub_apply, &call);
     if (rc == RELAIS_EFATAL)
         relais_fatal ("plans scrub", rc);
@@ -208,61 +200,29 @@ s_scrub_run (plans_server_t *self, plans_scrub_t *sc, uint64_t now, bool dry_run
         relais_fatal ("plans compaction", rc);
     *compacted = rc == 0;
     relais_notice ("%s %s%s plans=%zu texts=%llu compacted=%s bytes=%zu",
-                   action, sc->person? "person=": "", sc->person? sc->person: "",
+                   sc->person? "erase": "purge", sc->person? "person=": "", sc->person? sc->person: "",
                    sc->count, (unsigned long long) *removed, *compacted? "yes": "no", after);
     return 0;
 }
 
 //  plans.erase {person, reason, dry_run?} and plans.purge {reason?,
-//  dry_run?}: operations role only (with CURVE). who/role: the caller.
+//  dry_run?}: operations role only (with CURVE; intake_scrub_args_read).
 static void
 s_on_scrub_request (plans_server_t *self, relais_poller_t *poller, relais_request_t *req,
                     const msgpack_object *root, const msgpack_object *rid, bool erase,
-                    const char *who, const char *role, relais_error_t *err)
+                    relais_error_t *err)
 {
-    char person [32] = "";
-    char reason [INTAKE_REASON_TEXT_MAX + 1] = "retention";
+    intake_scrub_args_t args;
+    if (intake_scrub_args_read (req, root, erase, &args, err))
+        return;
     plans_scrub_t sc = { 0 };
     uint64_t now = relais_clock_now ();
     sc.closed_before = now > self->retention_closed_us? now - self->retention_closed_us: 0;
-    bool dry_run = false, compacted = false;
+    bool dry_run = args.dry_run, compacted = false;
     uint64_t removed = 0;
-    if (relais_security_on () && strcmp (role, "operations") != 0) {
-        relais_error_set (err, RELAIS_CODE_UNAUTHORIZED, "op",
-                          "erase and purge are for the operations role only");
-        return;
-    }
-    const msgpack_object *dry = relais_msg_get (root, "dry_run");
-    if (dry && dry->type != MSGPACK_OBJECT_BOOLEAN) {
-        relais_error_set (err, RELAIS_CODE_INVALID, "dry_run", "a boolean");
-        return;
-    }
-    dry_run = dry && dry->via.boolean;
-    if (erase) {
-        const msgpack_object *ref = relais_msg_get (root, "person");
-        if (!ref || ref->type != MSGPACK_OBJECT_STR || ref->via.str.size >= sizeof person
-        ||  !intake_privacy_ref_valid (ref->via.str.ptr, ref->via.str.size)) {
-            relais_error_set (err, RELAIS_CODE_INVALID, "person",
-                              "required, a person_ref: \"P-\" and 20 characters a-z 2-7");
-            return;
-        }
-        memcpy (person, ref->via.str.ptr, ref->via.str.size);
-        person [ref->via.str.size] = 0;
-        sc.person = person;
-    }
-    const msgpack_object *why = relais_msg_get (root, "reason");
-    if ((erase && !why) || (why && (why->type != MSGPACK_OBJECT_STR
-    ||  !intake_privacy_reason_valid (why->via.str.ptr, why->via.str.size)))) {
-        relais_error_set (err, RELAIS_CODE_INVALID, "reason",
-                          "%s a code of 1 to 64 characters A-Z a-z 0-9 . _ : / @ - (no free text)",
-                          erase? "required,": "optional,");
-        return;
-    }
-    if (why) {
-        memcpy (reason, why->via.str.ptr, why->via.str.size);
-        reason [why->via.str.size] = 0;
-    }
-    if (s_scrub_run (self, &sc, now, dry_run, who, role, reason, &removed, &compacted, err)) {
+    if (erase)
+        sc.person = args.person;
+    if (s_scrub_run (self, &sc, now, &args, &removed, &compacted, err)) {
         plans_scrub_release (&sc);
         return;
     }
@@ -279,7 +239,7 @@ s_on_scrub_request (plans_server_t *self, relais_poller_t *poller, relais_reques
     }
     relais_pack_kv_str (&pk, "service", "plans");
     if (erase)
-        relais_pack_kv_str (&pk, "person", person);
+        relais_pack_kv_str (&pk, "person", args.person);
     relais_pack_kv_uint (&pk, "count", sc.count);
     relais_pack_str (&pk, "plans");
     msgpack_pack_array (&pk, listed);
@@ -304,8 +264,8 @@ s_on_retention (uv_timer_t *timer)
     relais_error_clear (&err);
     uint64_t removed;
     bool compacted;
-    if (s_scrub_run (self, &sc, now, false, "retention-job", "service", "retention",
-                     &removed, &compacted, &err))
+    intake_scrub_args_t job = { .who = "retention-job", .role = "service", .reason = "retention" };
+    if (s_scrub_run (self, &sc, now, &job, &removed, &compacted, &err))
         relais_warning ("retention job failed code=%s: retried at the next run", err.code);
     plans_scrub_release (&sc);
 }
@@ -396,20 +356,8 @@ s_on_api (relais_poller_t *poller, zmsg_t **msg_p, void *arg)
         plans_engine_set_caller (self->engine, peer.name);
     }
     if (strcmp (op, "plans.erase") == 0 || strcmp (op, "plans.purge") == 0) {
-        char who [RELAIS_PEER_NAME_MAX], role [16] = "";
-        if (relais_security_on ()) {
-            snprintf (who, sizeof who, "%s", peer.name);
-            snprintf (role, sizeof role, "%s", peer.role);
-        }
-        else {
-            zframe_t *identity = req.identity;
-            size_t n = zframe_size (identity) > 16? 16: zframe_size (identity);
-            for (size_t i = 0; i < n; i++)
-                snprintf (who + 2 * i, 3, "%02x", zframe_data (identity) [i]);
-            who [2 * n] = 0;
-        }
         s_on_scrub_request (self, poller, &req, &msg.root, rid,
-                            strcmp (op, "plans.erase") == 0, who, role, &err);
+                            strcmp (op, "plans.erase") == 0, &err);
         if (err.code)
             goto error;
         relais_info ("op=%s ok", op);

@@ -1428,44 +1428,18 @@ s_scrub_write (relais_txn_t *txn, void *arg)
     return rc;
 }
 
-static void
-s_peer_of (relais_request_t *req, char *name, char *role)
-{
-    relais_peer_t who;
-    role [0] = 0;
-    if (relais_security_on () && relais_security_peer (req->data, &who)) {
-        snprintf (name, RELAIS_PEER_NAME_MAX, "%s", who.name);
-        snprintf (role, 16, "%s", who.role);
-        return;
-    }
-    zframe_t *identity = req->identity;
-    size_t n = zframe_size (identity) > 16? 16: zframe_size (identity);
-    for (size_t i = 0; i < n; i++)
-        snprintf (name + 2 * i, 3, "%02x", zframe_data (identity) [i]);
-    name [2 * n] = 0;
-}
-
 static int
-s_scrub_run (router_server_t *self, s_scrub_t *sc, bool dry_run, const char *who,
-             const char *role, const char *reason, bool *compacted, relais_error_t *err)
+s_scrub_run (router_server_t *self, s_scrub_t *sc, const intake_scrub_args_t *args,
+             bool *compacted, relais_error_t *err)
 {
     *compacted = false;
     if (relais_store_read (self->store, s_scrub_read, sc))
         return relais_error_set (err, RELAIS_CODE_UNAVAILABLE, "", "storage unavailable, retry later");
-    char count [48];
-    snprintf (count, sizeof count, "%s:%zu", dry_run? "preview": "deliveries", sc->count);
-    const char *action = sc->erase? "erase": "purge";
-    if (relais_audit_append (self->audit, sc->now, who, role, action,
-                             sc->erase? sc->person: "retention", reason)
-    ||  relais_audit_append (self->audit, sc->now, who, role, action, count, reason))
+    if (intake_scrub_audit (self->audit, sc->now, args, sc->erase, "deliveries", sc->count,
+                            (const char *) sc->ids, sizeof *sc->ids, sc->id_count, "report"))
         return relais_error_set (err, RELAIS_CODE_UNAVAILABLE, "", "audit log unavailable, retry later");
-    if (dry_run || sc->count == 0)
+    if (args->dry_run || sc->count == 0)
         return 0;
-    for (size_t i = 0; i < sc->id_count; i++)
-        if (relais_audit_append (self->audit, sc->now, who, role,
-                                 sc->erase? "erase_report": "purge_report", sc->ids [i],
-                                 sc->erase? sc->person: reason))
-            return relais_error_set (err, RELAIS_CODE_UNAVAILABLE, "", "audit log unavailable, retry later");
     int rc = relais_store_write (self->store, s_scrub_write, sc);
     if (rc == RELAIS_EFATAL)
         relais_fatal ("router scrub", rc);
@@ -1477,7 +1451,7 @@ s_scrub_run (router_server_t *self, s_scrub_t *sc, bool dry_run, const char *who
         relais_fatal ("router compaction", rc);
     *compacted = rc == 0;
     relais_notice ("%s %s%s deliveries=%zu reports=%zu compacted=%s bytes=%zu",
-                   action, sc->erase? "person=": "", sc->erase? sc->person: "",
+                   sc->erase? "erase": "purge", sc->erase? "person=": "", sc->erase? sc->person: "",
                    sc->count, sc->id_count, *compacted? "yes": "no", after);
     return 0;
 }
@@ -1491,45 +1465,13 @@ s_on_scrub_request (router_server_t *self, relais_poller_t *poller, relais_reque
     relais_error_t err;
     relais_error_clear (&err);
     s_scrub_t sc = { .self = self, .erase = erase, .now = relais_clock_now () };
-    char who [RELAIS_PEER_NAME_MAX], role [16];
-    s_peer_of (req, who, role);
-    bool dry_run = false, compacted = false;
-    char reason [INTAKE_REASON_TEXT_MAX + 1] = "retention";
-    if (relais_security_on () && strcmp (role, "operations") != 0) {
-        relais_error_set (&err, RELAIS_CODE_UNAUTHORIZED, "op",
-                          "erase and purge are for the operations role only");
+    intake_scrub_args_t args;
+    bool compacted = false;
+    if (intake_scrub_args_read (req, root, erase, &args, &err))
         goto error;
-    }
-    const msgpack_object *dry = relais_msg_get (root, "dry_run");
-    if (dry && dry->type != MSGPACK_OBJECT_BOOLEAN) {
-        relais_error_set (&err, RELAIS_CODE_INVALID, "dry_run", "a boolean");
-        goto error;
-    }
-    dry_run = dry && dry->via.boolean;
-    if (erase) {
-        const msgpack_object *person = relais_msg_get (root, "person");
-        if (!person || person->type != MSGPACK_OBJECT_STR
-        ||  !intake_privacy_ref_valid (person->via.str.ptr, person->via.str.size)) {
-            relais_error_set (&err, RELAIS_CODE_INVALID, "person",
-                              "required, a person_ref: \"P-\" and 20 characters a-z 2-7");
-            goto error;
-        }
-        memcpy (sc.person, person->via.str.ptr, person->via.str.size);
-        sc.person [person->via.str.size] = 0;
-    }
-    const msgpack_object *why = relais_msg_get (root, "reason");
-    if ((erase && !why) || (why && (why->type != MSGPACK_OBJECT_STR
-    ||  !intake_privacy_reason_valid (why->via.str.ptr, why->via.str.size)))) {
-        relais_error_set (&err, RELAIS_CODE_INVALID, "reason",
-                          "%s a code of 1 to 64 characters A-Z a-z 0-9 . _ : / @ - (no free text)",
-                          erase? "required,": "optional,");
-        goto error;
-    }
-    if (why) {
-        memcpy (reason, why->via.str.ptr, why->via.str.size);
-        reason [why->via.str.size] = 0;
-    }
-    if (s_scrub_run (self, &sc, dry_run, who, role, reason, &compacted, &err))
+    snprintf (sc.person, sizeof sc.person, "%s", args.person);
+    bool dry_run = args.dry_run;
+    if (s_scrub_run (self, &sc, &args, &compacted, &err))
         goto error;
     msgpack_sbuffer out;
     msgpack_sbuffer_init (&out);
@@ -1573,7 +1515,8 @@ s_on_retention (uv_timer_t *timer)
     relais_error_t err;
     relais_error_clear (&err);
     bool compacted;
-    if (s_scrub_run (self, &sc, false, "retention-job", "service", "retention", &compacted, &err))
+    intake_scrub_args_t job = { .who = "retention-job", .role = "service", .reason = "retention" };
+    if (s_scrub_run (self, &sc, &job, &compacted, &err))
         relais_warning ("retention job failed code=%s: retried at the next run", err.code);
     free (sc.keys);
     free (sc.ids);
