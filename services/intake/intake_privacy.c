@@ -141,3 +141,33 @@ intake_scrub_audit (relais_audit_t *audit, uint64_t now, const intake_scrub_args
             return -1;
     return 0;
 }
+
+void
+intake_scrub_reply_begin (msgpack_packer *pk, size_t extra, const msgpack_object *rid,
+                          const char *service, const intake_scrub_args_t *args, bool erase,
+                          size_t count, const char *list, const char *ids, size_t stride,
+                          size_t id_count)
+{
+    size_t listed = id_count > INTAKE_SCRUB_LIST_MAX? INTAKE_SCRUB_LIST_MAX: id_count;
+    msgpack_pack_map (pk, 6 + extra + (erase? 1: 0) + (rid != NULL));
+    relais_pack_kv_bool (pk, "ok", true);
+    if (rid) {
+        relais_pack_str (pk, "rid");
+        relais_pack_object (pk, rid);
+    }
+    relais_pack_kv_str (pk, "service", service);
+    if (erase)
+        relais_pack_kv_str (pk, "person", args->person);
+    relais_pack_kv_uint (pk, "count", count);
+    relais_pack_str (pk, list);
+    msgpack_pack_array (pk, listed);
+    for (size_t i = 0; i < listed; i++)
+        relais_pack_str (pk, ids + i * stride);
+}
+
+void
+intake_scrub_reply_end (msgpack_packer *pk, const intake_scrub_args_t *args, bool compacted)
+{
+    relais_pack_kv_bool (pk, "dry_run", args->dry_run);
+    relais_pack_kv_bool (pk, "compacted", compacted);
+}

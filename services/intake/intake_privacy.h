@@ -74,4 +74,22 @@ int
                         bool erase, const char *what, size_t count, const char *ids,
                         size_t stride, size_t id_count, const char *item);
 
+//  Ids listed at most in an erase or purge reply (count says how many)
+#define INTAKE_SCRUB_LIST_MAX 1000
+
+//  Pack the reply of an erase or purge (proto/privacy.md §3): a map of
+//  6 + extra entries (+ rid, + person for an erase): ok, rid, service,
+//  person, count and the first INTAKE_SCRUB_LIST_MAX of the id_count ids
+//  (stride bytes apart) under list. The caller then packs its extra
+//  entries and ends with intake_scrub_reply_end.
+void
+    intake_scrub_reply_begin (msgpack_packer *pk, size_t extra, const msgpack_object *rid,
+                              const char *service, const intake_scrub_args_t *args, bool erase,
+                              size_t count, const char *list, const char *ids, size_t stride,
+                              size_t id_count);
+
+//  The last two entries of the reply: dry_run and compacted.
+void
+    intake_scrub_reply_end (msgpack_packer *pk, const intake_scrub_args_t *args, bool compacted);
+
 #endif

@@ -858,7 +858,6 @@ s_on_submit_batch (relais_poller_t *poller, void *arg)
 //  are removed, the records stay, then the store is compacted so the bytes
 //  are gone from data.mdb too
 
-#define S_LIST_MAX      1000            //  report ids listed in a reply
 
 typedef struct {
     intake_server_t *self;
@@ -986,30 +985,6 @@ s_scrub_run (intake_server_t *self, s_scrub_t *sc, const intake_scrub_args_t *ar
     return 0;
 }
 
-static void
-s_pack_scrub_reply (msgpack_packer *pk, const s_scrub_t *sc, const msgpack_object *rid,
-                    bool dry_run, bool compacted)
-{
-    size_t listed = sc->count > S_LIST_MAX? S_LIST_MAX: sc->count;
-    msgpack_pack_map (pk, 7 + (sc->erase? 1: 0) + (rid != NULL));
-    relais_pack_kv_bool (pk, "ok", true);
-    if (rid) {
-        relais_pack_str (pk, "rid");
-        relais_pack_object (pk, rid);
-    }
-    relais_pack_kv_str (pk, "service", "intake");
-    if (sc->erase)
-        relais_pack_kv_str (pk, "person", sc->person);
-    relais_pack_kv_uint (pk, "count", sc->count);
-    relais_pack_str (pk, "reports");
-    msgpack_pack_array (pk, listed);
-    for (size_t i = 0; i < listed; i++)
-        relais_pack_str (pk, sc->ids [i]);
-    relais_pack_kv_uint (pk, "people_removed", dry_run? 0: sc->people_removed);
-    relais_pack_kv_bool (pk, "dry_run", dry_run);
-    relais_pack_kv_bool (pk, "compacted", compacted);
-}
-
 //  intake.erase {person, reason, dry_run?} and intake.purge {reason?, dry_run?}
 //  on the records endpoint: operations role only (with CURVE).
 static void
@@ -1024,14 +999,16 @@ s_on_scrub_request (intake_server_t *self, relais_poller_t *poller, relais_reque
     if (intake_scrub_args_read (req, root, erase, &args, &err))
         goto error;
     snprintf (sc.person, sizeof sc.person, "%s", args.person);
-    bool dry_run = args.dry_run;
     if (s_scrub_run (self, &sc, &args, &compacted, &err))
         goto error;
     msgpack_sbuffer out;
     msgpack_sbuffer_init (&out);
     msgpack_packer pk;
     msgpack_packer_init (&pk, &out, msgpack_sbuffer_write);
-    s_pack_scrub_reply (&pk, &sc, rid, dry_run, compacted);
+    intake_scrub_reply_begin (&pk, 1, rid, "intake", &args, erase, sc.count, "reports",
+                              (const char *) sc.ids, sizeof *sc.ids, sc.count);
+    relais_pack_kv_uint (&pk, "people_removed", args.dry_run? 0: sc.people_removed);
+    intake_scrub_reply_end (&pk, &args, compacted);
     relais_request_reply (poller, req, out.data, out.size);
     msgpack_sbuffer_destroy (&out);
     free (sc.ids);

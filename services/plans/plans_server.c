@@ -149,7 +149,6 @@ s_hook_commit (void *arg)
 //  (notes, flag reasons) goes from the plans concerned, then the store is
 //  compacted so the bytes are gone from data.mdb too
 
-#define S_LIST_MAX      1000            //  plan ids listed in a reply
 
 typedef struct {
     plans_server_t *self;
@@ -218,7 +217,7 @@ s_on_scrub_request (plans_server_t *self, relais_poller_t *poller, relais_reques
     plans_scrub_t sc = { 0 };
     uint64_t now = relais_clock_now ();
     sc.closed_before = now > self->retention_closed_us? now - self->retention_closed_us: 0;
-    bool dry_run = args.dry_run, compacted = false;
+    bool compacted = false;
     uint64_t removed = 0;
     if (erase)
         sc.person = args.person;
@@ -230,24 +229,10 @@ s_on_scrub_request (plans_server_t *self, relais_poller_t *poller, relais_reques
     msgpack_sbuffer_init (&out);
     msgpack_packer pk;
     msgpack_packer_init (&pk, &out, msgpack_sbuffer_write);
-    size_t listed = sc.count > S_LIST_MAX? S_LIST_MAX: sc.count;
-    msgpack_pack_map (&pk, 7 + (erase? 1: 0) + (rid != NULL));
-    relais_pack_kv_bool (&pk, "ok", true);
-    if (rid) {
-        relais_pack_str (&pk, "rid");
-        relais_pack_object (&pk, rid);
-    }
-    relais_pack_kv_str (&pk, "service", "plans");
-    if (erase)
-        relais_pack_kv_str (&pk, "person", args.person);
-    relais_pack_kv_uint (&pk, "count", sc.count);
-    relais_pack_str (&pk, "plans");
-    msgpack_pack_array (&pk, listed);
-    for (size_t i = 0; i < listed; i++)
-        relais_pack_str (&pk, sc.ids [i]);
+    intake_scrub_reply_begin (&pk, 1, rid, "plans", &args, erase, sc.count, "plans",
+                              (const char *) sc.ids, sizeof *sc.ids, sc.count);
     relais_pack_kv_uint (&pk, "texts_removed", removed);
-    relais_pack_kv_bool (&pk, "dry_run", dry_run);
-    relais_pack_kv_bool (&pk, "compacted", compacted);
+    intake_scrub_reply_end (&pk, &args, compacted);
     relais_request_reply (poller, req, out.data, out.size);
     msgpack_sbuffer_destroy (&out);
     plans_scrub_release (&sc);

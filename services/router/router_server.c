@@ -1272,7 +1272,6 @@ done:
 //  fields of the bodies are removed, the deliveries stay, then the store is
 //  compacted so the bytes are gone from data.mdb too
 
-#define S_LIST_MAX      1000            //  report ids listed in a reply
 
 typedef struct {
     uint8_t key [64];
@@ -1470,32 +1469,17 @@ s_on_scrub_request (router_server_t *self, relais_poller_t *poller, relais_reque
     if (intake_scrub_args_read (req, root, erase, &args, &err))
         goto error;
     snprintf (sc.person, sizeof sc.person, "%s", args.person);
-    bool dry_run = args.dry_run;
     if (s_scrub_run (self, &sc, &args, &compacted, &err))
         goto error;
     msgpack_sbuffer out;
     msgpack_sbuffer_init (&out);
     msgpack_packer pk;
     msgpack_packer_init (&pk, &out, msgpack_sbuffer_write);
-    size_t listed = sc.id_count > S_LIST_MAX? S_LIST_MAX: sc.id_count;
-    msgpack_pack_map (&pk, 8 + (erase? 1: 0) + (rid != NULL));
-    relais_pack_kv_bool (&pk, "ok", true);
-    if (rid) {
-        relais_pack_str (&pk, "rid");
-        relais_pack_object (&pk, rid);
-    }
-    relais_pack_kv_str (&pk, "service", "router");
-    if (erase)
-        relais_pack_kv_str (&pk, "person", sc.person);
-    relais_pack_kv_uint (&pk, "count", sc.id_count);
-    relais_pack_str (&pk, "reports");
-    msgpack_pack_array (&pk, listed);
-    for (size_t i = 0; i < listed; i++)
-        relais_pack_str (&pk, sc.ids [i]);
+    intake_scrub_reply_begin (&pk, 2, rid, "router", &args, erase, sc.id_count, "reports",
+                              (const char *) sc.ids, sizeof *sc.ids, sc.id_count);
     relais_pack_kv_uint (&pk, "deliveries", sc.count);
     relais_pack_kv_uint (&pk, "people_removed", 0);
-    relais_pack_kv_bool (&pk, "dry_run", dry_run);
-    relais_pack_kv_bool (&pk, "compacted", compacted);
+    intake_scrub_reply_end (&pk, &args, compacted);
     relais_request_reply (poller, req, out.data, out.size);
     msgpack_sbuffer_destroy (&out);
     free (sc.keys);

@@ -24,7 +24,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from relais_harness import Bus, Producer, binary, check, fault_row, ok, sample_signal
+from relais_harness import Bus, Producer, binary, check, fault_row, free_port, ok, sample_signal
 
 SOAK = os.environ.get("RELAIS_SOAK") == "1"
 DEGRADED_S = int(os.environ.get("RELAIS_DEGRADED_S", 60 if SOAK else 15))
@@ -33,12 +33,6 @@ LATENCY_S = (0.020, 0.080)      # per chunk, each direction
 STALL_P, STALL_S = 0.15, (0.5, 2.0)
 RESET_P = 0.15                  # per second
 HOLE_P = 0.05
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Relay:

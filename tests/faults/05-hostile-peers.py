@@ -27,7 +27,7 @@ import time
 import zmq
 
 sys.path.insert(0, os.path.dirname(__file__))
-from relais_harness import Bus, Producer, binary, check, fault_row, ok, pack, sample_signal, unpack
+from relais_harness import Bus, Producer, binary, check, fault_row, free_port, ok, pack, sample_signal, unpack
 
 SOAK = os.environ.get("RELAIS_SOAK") == "1"
 FRAMES = 100_000 if SOAK else 10_000
@@ -37,12 +37,6 @@ soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 want = min(hard, 8192) if hard != resource.RLIM_INFINITY else 8192
 if soft < want:
     resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_kib(pid):

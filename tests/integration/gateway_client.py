@@ -7,7 +7,7 @@ import os
 import socket
 import time
 
-from relais_harness import Bus, SRC
+from relais_harness import Bus, SRC, free_port
 
 TOKENS = {
     "producer": "prod-5f1d8a0c2b7e4d9fa6c3",
@@ -15,12 +15,6 @@ TOKENS = {
     "operations": "ops-9e8d7c6b5a4f3e2d1c0b",
     "partner": "partner-1a2b3c4d5e6f7a8b9c0d",
 }
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def gateway_section(port, limits="", sse=""):

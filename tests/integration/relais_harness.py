@@ -9,6 +9,7 @@ import atexit
 import json
 import os
 import shutil
+import socket
 import signal
 import subprocess
 import sys
@@ -53,6 +54,13 @@ def pack(obj):
 
 def unpack(data):
     return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+
+def free_port():
+    """A TCP port of 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def now_us():
