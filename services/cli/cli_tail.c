@@ -266,10 +266,11 @@ cli_event_print (cli_t *cli, const cli_filter_t *filter, const char *topic,
         s_add (&line, "  changed ");
         s_add_list (&line, changed);
     }
-    //  What matters in the other services' events, by name: who a report
-    //  went to, why it escalated, a plan's state and outcome, free places
+    //  What matters in the other services' events, by name: a report's
+    //  status for its producer, who it went to, why it escalated, a plan's
+    //  state and outcome, free places
     static const char *const facts [] = {
-        "reason", "partner", "fallback", "cause", "state", "outcome", "kind",
+        "status", "reason", "partner", "fallback", "cause", "state", "outcome", "kind",
         "structure", "action", "owner", "signal", NULL
     };
     for (int i = 0; facts [i]; i++) {

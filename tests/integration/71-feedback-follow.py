@@ -146,6 +146,11 @@ check(st.returncode == 1 and "not_found" in st.stderr and "oriente" not in st.st
 st = subprocess.run([binary("relais"), "--config", bus.config, "status", "--report", key, "--json"],
                     capture_output=True, text=True, timeout=30)
 check(st.returncode == 0 and json.loads(st.stdout)["producer"] == B, "status --report --json", st.stdout)
+# Operations watching the bus see each report's status in `relais tail`
+tail = subprocess.run([binary("relais"), "--config", bus.config, "tail", "--src", "feedback",
+                       "--from", "1", "--count", "2"], capture_output=True, text=True, timeout=30)
+check(tail.returncode == 0 and "status.changed" in tail.stdout and "status recu" in tail.stdout,
+      "relais tail shows the status", tail.stdout, tail.stderr)
 bad = subprocess.run([binary("relais"), "--config", bus.config, "follow", "--producer", "martien"],
                      capture_output=True, text=True, timeout=30)
 check(bad.returncode == 2, "bad producer is a usage error", bad.returncode)
