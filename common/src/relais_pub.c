@@ -93,6 +93,9 @@ s_on_heartbeat (uv_timer_t *timer)
     relais_pub_t *self = (relais_pub_t *) timer->data;
     s_check_revocation (self);
     s_send_heartbeat (self);
+    //  What was acked since the last heartbeat reaches LMDB (dumps beside
+    //  the service see it; the write-ahead log starts again)
+    relais_store_checkpoint (self->store);
 }
 
 static void

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/types.h>
@@ -38,6 +39,15 @@
 #define S_MAX_HOOKS         4
 #define S_NAME_MAX          240         //  meta/ckpt names; LMDB keys stop at 511
 #define S_RESIZED_RETRIES   8
+//  The write-ahead log (see "The write-ahead log" below)
+#define S_WAL_MAGIC         0x4c415752u     //  "RWAL" read little-endian
+#define S_WAL_HEADER        24
+#define S_WAL_SIZE_DEFAULT  ((size_t) 4 << 20)
+#define S_WAL_SIZE_MIN      ((size_t) 64 << 10)
+#define S_OP_PUT            1
+#define S_OP_DEL            2
+#define S_OP_HEADER         8
+#define S_GROWN             1               //  s_checkpoint: map grown, try again
 
 //  Programmer misuse: stays on under NDEBUG, never used for disk contents.
 #define s_require(cond, ...) do { \
@@ -77,6 +87,23 @@ struct relais_store_t {
     bool writing;                   //  inside relais_store_write (nesting is a bug)
     bool rwlock_ok;
     pthread_rwlock_t remap;         //  readers shared, map growth exclusive
+    //  Names of the databases by LMDB handle (the WAL names them)
+    const char *dbi_name [RELAIS_STORE_MAX_DBS + 8];
+    //  The write-ahead log (see "The write-ahead log" below)
+    MDB_txn *parent;                //  open between checkpoints, owner thread only
+    pthread_t owner;
+    int wal_fd;
+    size_t wal_size;                //  bytes of the preallocated file
+    size_t wal_off;                 //  bytes of records since the checkpoint
+    uint64_t wal_lsn;               //  last record made durable
+    uint8_t *ops;                   //  the current write's operations
+    size_t ops_len, ops_cap;
+    uint32_t ops_count;
+    bool broken;                    //  a flush failed: no write may be acked
+    bool reader;                    //  opened by relais_store_open_reader
+    bool readonly;                  //  ... while an owner had it: no writes
+    bool parent_dirty;              //  the parent holds changes to commit
+    uint64_t checkpoints, records;
 };
 
 //  Read callbacks of this thread in progress: a write from inside one could
@@ -88,6 +115,7 @@ struct relais_txn_t {
     relais_store_t *store;
     MDB_txn *txn;
     bool rdonly;
+    bool logging;                   //  successful puts/dels go to the WAL record
     bool map_full;                  //  an operation hit MDB_MAP_FULL: grow, retry
     int error;                      //  first failed operation (mapped code)
     //  Log bounds, read from meta once per txn; appends update them here
@@ -99,6 +127,10 @@ struct relais_txn_t {
 };
 
 static int s_log_flush (relais_txn_t *txn);
+static int s_wal_lock (relais_store_t *self);
+static void s_reader_unlock (relais_store_t *self);
+static int s_wal_open (relais_store_t *self);
+static int s_checkpoint (relais_store_t *self);
 
 //  ---------------------------------------------------------------------------
 //  Return codes: LMDB's positive errno → -errno; its own codes are negative
@@ -180,17 +212,27 @@ static int
 s_open_dbs (relais_store_t *self)
 {
     MDB_txn *txn;
-    int rc = mdb_txn_begin (self->env, NULL, 0, &txn);
+    int rc = mdb_txn_begin (self->env, NULL, self->readonly? MDB_RDONLY: 0, &txn);
     if (rc) {
         relais_error ("relais_store: %s: cannot begin: %s", self->dir, mdb_strerror (rc));
         return s_map_rc (rc);
     }
     static const char *const internal [] = { "meta", "log", "ckpt" };
     MDB_dbi *internal_dbis [] = { &self->meta, &self->log, &self->ckpt };
+    unsigned create = self->readonly? 0: MDB_CREATE;
     for (int i = 0; i < 3 && rc == 0; i++)
-        rc = mdb_dbi_open (txn, internal [i], MDB_CREATE, internal_dbis [i]);
+        rc = mdb_dbi_open (txn, internal [i], create, internal_dbis [i]);
     for (int i = 0; i < self->ndbs && rc == 0; i++)
-        rc = mdb_dbi_open (txn, self->names [i], MDB_CREATE, &self->dbis [i]);
+        rc = mdb_dbi_open (txn, self->names [i], create, &self->dbis [i]);
+    //  The WAL names databases; LMDB's handles are small integers
+    memset (self->dbi_name, 0, sizeof self->dbi_name);
+    size_t slots = sizeof self->dbi_name / sizeof self->dbi_name [0];
+    for (int i = 0; i < 3 && rc == 0; i++)
+        if (*internal_dbis [i] < slots)
+            self->dbi_name [*internal_dbis [i]] = internal [i];
+    for (int i = 0; i < self->ndbs && rc == 0; i++)
+        if (self->dbis [i] < slots)
+            self->dbi_name [self->dbis [i]] = self->names [i];
     if (rc) {
         relais_error ("relais_store: %s: cannot open databases: %s", self->dir, mdb_strerror (rc));
         mdb_txn_abort (txn);
@@ -199,6 +241,9 @@ s_open_dbs (relais_store_t *self)
     MDB_val key = { sizeof s_schema_key - 1, (void *) s_schema_key };
     MDB_val val;
     rc = mdb_get (txn, self->meta, &key, &val);
+    if (rc == MDB_NOTFOUND && self->readonly)
+        rc = 0;                         //  its owner writes it
+    else
     if (rc == MDB_NOTFOUND) {
         uint8_t version [8];
         relais_u64_to_key (RELAIS_STORE_SCHEMA_VERSION, version);
@@ -263,7 +308,7 @@ s_open_env (relais_store_t *self)
     //  No map size before open: LMDB then takes the one recorded in the
     //  file, so a map grown before a restart does not start small again.
     if (rc == 0)
-        rc = mdb_env_open (self->env, self->dir, MDB_NOTLS, 0600);
+        rc = mdb_env_open (self->env, self->dir, MDB_NOTLS | (self->readonly? MDB_RDONLY: 0), 0600);
     if (rc == 0) {
         size_t asked = self->map_size;
         s_refresh_map_size (self);
@@ -283,8 +328,8 @@ s_open_env (relais_store_t *self)
     return s_open_dbs (self);
 }
 
-relais_store_t *
-relais_store_new (const char *dir, const relais_store_opts_t *opts)
+static relais_store_t *
+s_store_new (const char *dir, const relais_store_opts_t *opts, bool reader)
 {
     s_require (dir && *dir, "relais_store_new needs a folder");
     relais_store_t *self = (relais_store_t *) calloc (1, sizeof *self);
@@ -292,7 +337,12 @@ relais_store_new (const char *dir, const relais_store_opts_t *opts)
         relais_error ("relais_store: %s: out of memory", dir);
         return NULL;
     }
+    self->reader = reader;
     self->dir = strdup (dir);
+    self->wal_fd = -1;
+    self->wal_size = opts && opts->wal_size? opts->wal_size: S_WAL_SIZE_DEFAULT;
+    if (self->wal_size < S_WAL_SIZE_MIN)
+        self->wal_size = S_WAL_SIZE_MIN;
     self->map_size = opts && opts->map_size? opts->map_size: S_MAP_SIZE_DEFAULT;
     self->map_max = opts && opts->map_max? opts->map_max: S_MAP_MAX_DEFAULT;
     if (self->map_max < self->map_size)
@@ -329,12 +379,25 @@ relais_store_new (const char *dir, const relais_store_opts_t *opts)
         relais_store_destroy (&self);
         return NULL;
     }
-    if (s_open_env (self)) {
+    if (s_wal_lock (self) || s_open_env (self) || (!self->readonly && s_wal_open (self))) {
         relais_store_destroy (&self);
         return NULL;
     }
+    s_reader_unlock (self);
     relais_debug ("store open dir=%s map_size=%zu dbs=%d", dir, self->map_size, self->ndbs);
     return self;
+}
+
+relais_store_t *
+relais_store_new (const char *dir, const relais_store_opts_t *opts)
+{
+    return s_store_new (dir, opts, false);
+}
+
+relais_store_t *
+relais_store_open_reader (const char *dir, const relais_store_opts_t *opts)
+{
+    return s_store_new (dir, opts, true);
 }
 
 void
@@ -344,6 +407,14 @@ relais_store_destroy (relais_store_t **self_p)
         return;
     relais_store_t *self = *self_p;
     s_require (!self->writing, "relais_store_destroy inside a write");
+    //  What the checkpoint cannot commit stays in the WAL for the next open
+    if (self->parent && !self->broken && s_checkpoint (self) == S_GROWN)
+        s_checkpoint (self);
+    if (self->parent)
+        mdb_txn_abort (self->parent);
+    if (self->wal_fd >= 0)
+        close (self->wal_fd);
+    free (self->ops);
     if (self->env)
         mdb_env_close (self->env);
     for (int i = 0; i < self->ndbs; i++)
@@ -425,26 +496,621 @@ s_grow_map (relais_store_t *self)
     return 0;
 }
 
+//  ---------------------------------------------------------------------------
+//  The write-ahead log
+//
+//  An ack costs one flush. Each write's operations (put or del, database
+//  name, key, value) become one record appended to <dir>/wal, a file
+//  zero-filled once at its full size, so that fdatasync has only data to
+//  flush (no size or extent change, hence no journal commit). The write's
+//  LMDB transaction is a child of a long-lived parent that is committed -
+//  LMDB's own two durable flushes - only at a checkpoint: when the WAL is
+//  full, from relais_store_tick, before compaction or map growth, at
+//  close. A checkpoint records the number of the last record it holds
+//  ("wal_lsn" in meta); records then start again at offset 0 with the
+//  next number. At open, the records that follow wal_lsn - contiguous from
+//  offset 0, checksums valid, numbers consecutive - are applied again and
+//  checkpointed, so a crash loses nothing that was acked, and a record
+//  torn by the crash (never acked) is where the walk stops.
+//
+//  Record: magic "RWAL", payload bytes (u32), number (u64), operations
+//  (u32), CRC-32C (u32) of the 16 bytes after the magic and the payload;
+//  then the operations: kind (u8: 1 put, 2 del), name length (u8), key
+//  length (u16), value length (u32), name, key, value. Little-endian.
+
+
+static const char s_wal_lsn_key [] = "wal_lsn";
+
+static void
+s_le32 (uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p [i] = (uint8_t) (v >> (8 * i));
+}
+
+static void
+s_le64 (uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p [i] = (uint8_t) (v >> (8 * i));
+}
+
+static uint32_t
+s_get_le32 (const uint8_t *p)
+{
+    return (uint32_t) p [0] | (uint32_t) p [1] << 8 | (uint32_t) p [2] << 16 | (uint32_t) p [3] << 24;
+}
+
+static uint64_t
+s_get_le64 (const uint8_t *p)
+{
+    return (uint64_t) s_get_le32 (p) | (uint64_t) s_get_le32 (p + 4) << 32;
+}
+
+//  CRC-32C (Castagnoli): the SSE 4.2 instruction where the CPU has it (a
+//  record is about a kilobyte per report), a table otherwise
+static uint32_t s_crc_table [256];
+static bool s_crc_hw;
+static pthread_once_t s_crc_once = PTHREAD_ONCE_INIT;
+
+static void
+s_crc_init (void)
+{
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++)
+            c = c & 1? (c >> 1) ^ 0x82f63b78u: c >> 1;
+        s_crc_table [i] = c;
+    }
+#if defined (__x86_64__)
+    __builtin_cpu_init ();
+    s_crc_hw = __builtin_cpu_supports ("sse4.2");
+#endif
+}
+
+#if defined (__x86_64__)
+__attribute__ ((target ("sse4.2")))
+static uint32_t
+s_crc32c_hw (uint32_t crc, const uint8_t *p, size_t n)
+{
+    uint64_t c = crc;
+    for (; n >= 8; p += 8, n -= 8) {
+        uint64_t word;
+        memcpy (&word, p, 8);
+        c = __builtin_ia32_crc32di (c, word);
+    }
+    uint32_t c32 = (uint32_t) c;
+    for (; n; p++, n--)
+        c32 = __builtin_ia32_crc32qi (c32, *p);
+    return c32;
+}
+#endif
+
+//  Continue a CRC-32C (start with 0xffffffff, finish with ~)
+static uint32_t
+s_crc32c (uint32_t crc, const uint8_t *p, size_t n)
+{
+    pthread_once (&s_crc_once, s_crc_init);
+#if defined (__x86_64__)
+    if (s_crc_hw)
+        return s_crc32c_hw (crc, p, n);
+#endif
+    for (; n; p++, n--)
+        crc = s_crc_table [(crc ^ *p) & 0xff] ^ (crc >> 8);
+    return crc;
+}
+
+static uint32_t
+s_record_crc (const uint8_t *record, size_t payload)
+{
+    uint32_t crc = s_crc32c (0xffffffffu, record + 4, 16);
+    return ~s_crc32c (crc, record + S_WAL_HEADER, payload);
+}
+
+//  Add one successful operation to the current write's record
+static int
+s_op_record (relais_txn_t *txn, int kind, MDB_dbi dbi, const void *key, size_t klen,
+             const void *val, size_t vlen)
+{
+    relais_store_t *self = txn->store;
+    s_require (dbi < sizeof self->dbi_name / sizeof self->dbi_name [0] && self->dbi_name [dbi],
+               "database handle %u has no name", (unsigned) dbi);
+    const char *name = self->dbi_name [dbi];
+    size_t nlen = strlen (name);
+    if (vlen > UINT32_MAX)
+        return s_op_failed (txn, MDB_BAD_VALSIZE);
+    size_t need = S_OP_HEADER + nlen + klen + vlen;
+    if (self->ops_len + need > self->ops_cap) {
+        size_t cap = self->ops_cap? self->ops_cap: 64 << 10;
+        while (self->ops_len + need > cap)
+            cap *= 2;
+        uint8_t *ops = (uint8_t *) realloc (self->ops, cap);
+        if (!ops)
+            return s_op_failed (txn, ENOMEM);
+        self->ops = ops;
+        self->ops_cap = cap;
+    }
+    uint8_t *p = self->ops + self->ops_len;
+    p [0] = (uint8_t) kind;
+    p [1] = (uint8_t) nlen;
+    p [2] = (uint8_t) klen;
+    p [3] = (uint8_t) (klen >> 8);
+    s_le32 (p + 4, (uint32_t) vlen);
+    memcpy (p + S_OP_HEADER, name, nlen);
+    if (klen)
+        memcpy (p + S_OP_HEADER + nlen, key, klen);
+    if (vlen)
+        memcpy (p + S_OP_HEADER + nlen + klen, val, vlen);
+    self->ops_len += need;
+    self->ops_count++;
+    return 0;
+}
+
+//  Names met while applying records, with their handles in that txn
+typedef struct {
+    int count;
+    struct { char name [256]; MDB_dbi dbi; } dbs [RELAIS_STORE_MAX_DBS + 8];
+} s_dbi_cache_t;
+
+static int
+s_apply_dbi (MDB_txn *txn, s_dbi_cache_t *cache, const uint8_t *name, size_t nlen, MDB_dbi *dbi)
+{
+    for (int i = 0; i < cache->count; i++)
+        if (strlen (cache->dbs [i].name) == nlen && memcmp (cache->dbs [i].name, name, nlen) == 0) {
+            *dbi = cache->dbs [i].dbi;
+            return 0;
+        }
+    if (cache->count == (int) (sizeof cache->dbs / sizeof cache->dbs [0]))
+        return MDB_DBS_FULL;
+    char *copy = cache->dbs [cache->count].name;
+    memcpy (copy, name, nlen);
+    copy [nlen] = 0;
+    int rc = mdb_dbi_open (txn, copy, MDB_CREATE, dbi);
+    if (rc == 0)
+        cache->dbs [cache->count++].dbi = *dbi;
+    return rc;
+}
+
+//  Apply one record's operations. Returns an LMDB code, or MDB_CORRUPTED
+//  for operations that do not fit the record (its checksum was valid: a
+//  bug, never input).
+static int
+s_apply_ops (MDB_txn *txn, s_dbi_cache_t *cache, const uint8_t *p, size_t size, uint32_t count)
+{
+    const uint8_t *end = p + size;
+    for (uint32_t i = 0; i < count; i++) {
+        if ((size_t) (end - p) < S_OP_HEADER)
+            return MDB_CORRUPTED;
+        size_t nlen = p [1], klen = (size_t) p [2] | (size_t) p [3] << 8;
+        size_t vlen = s_get_le32 (p + 4);
+        if ((size_t) (end - p) - S_OP_HEADER < nlen + klen
+        ||  (size_t) (end - p) - S_OP_HEADER - nlen - klen < vlen || nlen == 0)
+            return MDB_CORRUPTED;
+        const uint8_t *name = p + S_OP_HEADER;
+        MDB_val k = { klen, (void *) (name + nlen) };
+        MDB_val v = { vlen, (void *) (name + nlen + klen) };
+        MDB_dbi dbi;
+        int rc = s_apply_dbi (txn, cache, name, nlen, &dbi);
+        if (rc == 0 && p [0] == S_OP_PUT)
+            rc = mdb_put (txn, dbi, &k, &v, 0);
+        else
+        if (rc == 0 && p [0] == S_OP_DEL) {
+            rc = mdb_del (txn, dbi, &k, NULL);
+            if (rc == MDB_NOTFOUND)
+                rc = 0;
+        }
+        else
+        if (rc == 0)
+            rc = MDB_CORRUPTED;
+        if (rc)
+            return rc;
+        p += S_OP_HEADER + nlen + klen + vlen;
+    }
+    return p == end? 0: MDB_CORRUPTED;
+}
+
+//  Apply (txn NULL: count) the records of buf that follow number after: contiguous from
+//  offset 0, each with a valid checksum and the next number. Sets *last to
+//  the last number applied (after when none) and *used to the bytes they
+//  take. Returns an LMDB code.
+static int
+s_wal_apply (MDB_txn *txn, const uint8_t *buf, size_t size, uint64_t after,
+             uint64_t *last, size_t *used)
+{
+    s_dbi_cache_t cache;
+    cache.count = 0;
+    size_t off = 0;
+    uint64_t lsn = after;
+    int rc = 0;
+    while (rc == 0 && size - off >= S_WAL_HEADER) {
+        const uint8_t *h = buf + off;
+        size_t payload = s_get_le32 (h + 4);
+        if (s_get_le32 (h) != S_WAL_MAGIC || payload > size - off - S_WAL_HEADER
+        ||  s_get_le64 (h + 8) != lsn + 1 || s_get_le32 (h + 20) != s_record_crc (h, payload))
+            break;
+        if (txn)                    //  NULL: only count them
+            rc = s_apply_ops (txn, &cache, h + S_WAL_HEADER, payload, s_get_le32 (h + 16));
+        if (rc == 0) {
+            lsn++;
+            off += S_WAL_HEADER + payload;
+        }
+    }
+    *last = lsn;
+    *used = off;
+    return rc;
+}
+
+static uint64_t
+s_txn_wal_lsn (MDB_txn *txn, MDB_dbi meta)
+{
+    MDB_val k = { sizeof s_wal_lsn_key - 1, (void *) s_wal_lsn_key };
+    MDB_val v;
+    if (mdb_get (txn, meta, &k, &v) || v.mv_size != 8)
+        return 0;
+    return relais_key_to_u64 (v.mv_data);
+}
+
+static int
+s_txn_set_wal_lsn (MDB_txn *txn, MDB_dbi meta, uint64_t lsn)
+{
+    uint8_t data [8];
+    relais_u64_to_key (lsn, data);
+    MDB_val k = { sizeof s_wal_lsn_key - 1, (void *) s_wal_lsn_key };
+    MDB_val v = { 8, data };
+    return mdb_put (txn, meta, &k, &v, 0);
+}
+
+//  Read count bytes at off, all of them. Returns 0 or -errno.
+static int
+s_pread_all (int fd, void *buf, size_t count, off_t off)
+{
+    for (size_t done = 0; done < count; ) {
+        ssize_t n = pread (fd, (char *) buf + done, count - done, off + (off_t) done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return n < 0? -errno: -EIO;
+        done += (size_t) n;
+    }
+    return 0;
+}
+
+static int
+s_pwrite_all (int fd, const void *buf, size_t count, off_t off)
+{
+    for (size_t done = 0; done < count; ) {
+        ssize_t n = pwrite (fd, (const char *) buf + done, count - done, off + (off_t) done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return n < 0? -errno: -ENOSPC;
+        done += (size_t) n;
+    }
+    return 0;
+}
+
+//  Zero bytes [from, to) of fd. Returns 0 or -errno.
+static int
+s_zero_fill (int fd, size_t from, size_t to)
+{
+    static const uint8_t zeros [64 << 10];
+    for (size_t off = from; off < to; ) {
+        size_t n = to - off < sizeof zeros? to - off: sizeof zeros;
+        int rc = s_pwrite_all (fd, zeros, n, (off_t) off);
+        if (rc)
+            return rc;
+        off += n;
+    }
+    return 0;
+}
+
+//  Begin the parent transaction when none is open
+static int
+s_parent_begin (relais_store_t *self)
+{
+    int resized = 0;
+    while (!self->parent) {
+        int rc = mdb_txn_begin (self->env, NULL, 0, &self->parent);
+        if (rc == 0) {
+            self->owner = pthread_self ();
+            break;
+        }
+        self->parent = NULL;
+        if (rc == MDB_MAP_RESIZED && resized++ < S_RESIZED_RETRIES) {
+            if ((rc = s_adopt_map (self)))
+                return rc;
+            continue;
+        }
+        relais_error ("relais_store: %s: cannot begin a write: %s", self->dir, mdb_strerror (rc));
+        return rc == MDB_PANIC || rc == EIO? RELAIS_EFATAL: s_map_rc (rc);
+    }
+    return 0;
+}
+
+//  The parent was lost (a failed checkpoint): begin it again and apply the
+//  records written since the checkpoint. Returns 0 or RELAIS_EFATAL.
+static int
+s_parent_restore (relais_store_t *self)
+{
+    s_require (!self->parent, "restore with a parent open");
+    uint8_t *buf = NULL;
+    int rc = 0;
+    if (self->wal_off) {
+        buf = (uint8_t *) malloc (self->wal_off);
+        rc = buf? s_pread_all (self->wal_fd, buf, self->wal_off, 0): -ENOMEM;
+    }
+    for (int attempt = 0; rc == 0; attempt++) {
+        if ((rc = s_parent_begin (self)))
+            break;
+        uint64_t last = 0;
+        size_t used = 0;
+        int mrc = self->wal_off? s_wal_apply (self->parent, buf, self->wal_off,
+                                              s_txn_wal_lsn (self->parent, self->meta), &last, &used): 0;
+        if (mrc == 0 && self->wal_off && (used != self->wal_off || last != self->wal_lsn))
+            mrc = MDB_CORRUPTED;
+        if (mrc == 0)
+            break;
+        mdb_txn_abort (self->parent);
+        self->parent = NULL;
+        if (mrc != MDB_MAP_FULL || attempt > 2 || s_grow_map (self)) {
+            relais_error ("relais_store: %s: cannot apply the write-ahead log again: %s",
+                          self->dir, mdb_strerror (mrc));
+            rc = RELAIS_EFATAL;
+        }
+    }
+    free (buf);
+    if (rc) {
+        self->broken = true;
+        return RELAIS_EFATAL;
+    }
+    self->parent_dirty = self->wal_off > 0;
+    return 0;
+}
+
+//  Commit the parent durably and start the WAL again at offset 0. Returns
+//  0; S_GROWN when the map was full and has been grown (the parent is
+//  restored: what the caller added since its last record is gone, it must
+//  try again); RELAIS_EFULL (disk or map cap; restored); RELAIS_EFATAL.
+static int
+s_checkpoint (relais_store_t *self)
+{
+    if (!self->parent)
+        return 0;
+    if (!self->parent_dirty) {
+        mdb_txn_abort (self->parent);
+        self->parent = NULL;
+        return 0;
+    }
+    int rc = s_txn_set_wal_lsn (self->parent, self->meta, self->wal_lsn);
+    if (rc == 0)
+        rc = mdb_txn_commit (self->parent);
+    else
+        mdb_txn_abort (self->parent);
+    self->parent = NULL;
+    if (rc == 0) {
+        self->wal_off = 0;
+        self->parent_dirty = false;
+        self->checkpoints++;
+        return 0;
+    }
+    //  Nothing of the parent is on disk: LMDB holds the previous
+    //  checkpoint, the WAL everything since
+    if (rc == MDB_MAP_FULL) {
+        int grown = s_grow_map (self);
+        int restored = s_parent_restore (self);
+        return restored? restored: grown? grown: S_GROWN;
+    }
+    if (rc == ENOSPC || rc == EDQUOT || (rc == EIO && s_short_write_on_full_disk (self))) {
+        relais_error ("relais_store: %s: disk full on checkpoint: %s", self->dir, mdb_strerror (rc));
+        int restored = s_parent_restore (self);
+        return restored? restored: RELAIS_EFULL;
+    }
+    relais_error ("relais_store: %s: checkpoint failed, store can no longer be trusted: %s",
+                  self->dir, mdb_strerror (rc));
+    self->broken = true;
+    return RELAIS_EFATAL;
+}
+
+//  Make the current write's record durable. Returns 0, RELAIS_EFULL (not
+//  written; the store goes on) or RELAIS_EFATAL (maybe written, maybe not).
+static int
+s_wal_append (relais_store_t *self)
+{
+    uint8_t *h = self->ops;
+    size_t payload = self->ops_len - S_WAL_HEADER;
+    s_le32 (h, S_WAL_MAGIC);
+    s_le32 (h + 4, (uint32_t) payload);
+    s_le64 (h + 8, self->wal_lsn + 1);
+    s_le32 (h + 16, self->ops_count);
+    s_le32 (h + 20, s_record_crc (h, payload));
+    int rc = s_pwrite_all (self->wal_fd, h, self->ops_len, (off_t) self->wal_off);
+    if (rc == -ENOSPC || rc == -EDQUOT) {
+        relais_error ("relais_store: %s: disk full writing the write-ahead log", self->dir);
+        return RELAIS_EFULL;
+    }
+    if (rc == 0 && fdatasync (self->wal_fd))
+        rc = -errno;
+    if (rc) {
+        //  After a failed flush the kernel may have dropped the pages
+        //  ("fsyncgate"): what is on disk is unknown, nothing may be acked
+        relais_error ("relais_store: %s: write-ahead log flush failed, store can no longer be trusted: %s",
+                      self->dir, strerror (-rc));
+        self->broken = true;
+        return RELAIS_EFATAL;
+    }
+    self->wal_off += self->ops_len;
+    self->wal_lsn++;
+    self->records++;
+    return 0;
+}
+
+//  Open and lock <dir>/wal, before LMDB opens the environment: one
+//  writer only (a second one would apply or append records over the first
+//  one's; and LMDB must not open one environment twice in a process).
+static int
+s_wal_lock (relais_store_t *self)
+{
+    char path [4200];
+    snprintf (path, sizeof path, "%s/wal", self->dir);
+    self->wal_fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (self->wal_fd < 0) {
+        int rc = -errno;
+        relais_error ("relais_store: %s: cannot open: %s", path, strerror (-rc));
+        return rc;
+    }
+    //  A reader recovering a stopped service's log holds the lock for a
+    //  few milliseconds: the owner waits that long, not for another owner
+    int rc = 0;
+    for (int attempt = 0; attempt < (self->reader? 1: 300); attempt++) {
+        if (flock (self->wal_fd, LOCK_EX | LOCK_NB) == 0) {
+            rc = 0;
+            break;
+        }
+        rc = -errno;
+        if (rc != -EWOULDBLOCK)
+            break;
+        usleep (10000);
+    }
+    if (rc) {
+        if (rc == -EWOULDBLOCK && self->reader) {
+            //  Its owner runs: read what it last checkpointed
+            close (self->wal_fd);
+            self->wal_fd = -1;
+            self->readonly = true;
+            relais_notice ("store open read-only dir=%s: its owner runs; reads show its last checkpoint",
+                           self->dir);
+            return 0;
+        }
+        relais_error ("relais_store: %s: the store is already open for writing (another process, or this one)",
+                      self->dir);
+        return rc == -EWOULDBLOCK? -EBUSY: rc;
+    }
+    return 0;
+}
+
+//  A reader that found no owner has applied the log like a restart would;
+//  it lets go of the lock at once, so that the owner can start, and reads
+//  on (read-only) what it committed
+static void
+s_reader_unlock (relais_store_t *self)
+{
+    if (!self->reader || self->readonly)
+        return;
+    close (self->wal_fd);
+    self->wal_fd = -1;
+    self->readonly = true;
+}
+
+//  Size <dir>/wal (zero-filled to its size the first time) and apply what
+//  follows the last checkpoint. Returns 0 or a negative code.
+static int
+s_wal_open (relais_store_t *self)
+{
+    char path [4200];
+    snprintf (path, sizeof path, "%s/wal", self->dir);
+    struct stat st;
+    if (fstat (self->wal_fd, &st))
+        return -errno;
+    size_t size = (size_t) st.st_size;
+    if (size < self->wal_size) {
+        int rc = s_zero_fill (self->wal_fd, size, self->wal_size);
+        if (rc == 0 && fsync (self->wal_fd))
+            rc = -errno;
+        if (rc) {
+            relais_error ("relais_store: %s: cannot size the write-ahead log: %s", path, strerror (-rc));
+            return rc == -ENOSPC || rc == -EDQUOT? RELAIS_EFULL: rc;
+        }
+        int dfd = open (self->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            fsync (dfd);
+            close (dfd);
+        }
+    }
+    else
+        self->wal_size = size;          //  an earlier, larger setting: its records count
+    uint8_t *buf = (uint8_t *) malloc (self->wal_size);
+    int rc = buf? s_pread_all (self->wal_fd, buf, self->wal_size, 0): -ENOMEM;
+    for (int attempt = 0; rc == 0; attempt++) {
+        MDB_txn *txn;
+        int mrc = mdb_txn_begin (self->env, NULL, 0, &txn);
+        if (mrc) {
+            rc = s_map_rc (mrc);
+            break;
+        }
+        uint64_t ckpt = s_txn_wal_lsn (txn, self->meta), last = 0;
+        size_t used = 0;
+        mrc = s_wal_apply (txn, buf, self->wal_size, ckpt, &last, &used);
+        if (mrc == 0 && last > ckpt)
+            mrc = s_txn_set_wal_lsn (txn, self->meta, last);
+        if (mrc == 0 && last > ckpt)
+            mrc = mdb_txn_commit (txn);
+        else
+            mdb_txn_abort (txn);
+        if (mrc == 0) {
+            if (last > ckpt)
+                relais_notice ("store recovered dir=%s records=%llu bytes=%zu", self->dir,
+                               (unsigned long long) (last - ckpt), used);
+            self->wal_lsn = last;
+            break;
+        }
+        if (mrc == MDB_MAP_FULL && attempt < 3 && s_grow_map (self) == 0)
+            continue;
+        relais_error ("relais_store: %s: cannot apply the write-ahead log: %s",
+                      self->dir, mdb_strerror (mrc));
+        rc = mrc == MDB_MAP_FULL? RELAIS_EFULL: s_map_rc (mrc);
+    }
+    free (buf);
+    return rc;
+}
+
+//  MAP_FULL in a write: LMDB grows the map with no write transaction
+//  open, so checkpoint first (which may grow it itself)
+static int
+s_make_room (relais_store_t *self)
+{
+    int rc = s_checkpoint (self);
+    if (rc < 0)
+        return rc;
+    return rc == S_GROWN? 0: s_grow_map (self);
+}
+
+//  A write of a thousand reports leaves a large buffer: give it back
+static void
+s_ops_trim (relais_store_t *self)
+{
+    if (self->ops_cap > ((size_t) 1 << 20)) {
+        free (self->ops);
+        self->ops = NULL;
+        self->ops_cap = 0;
+    }
+}
+
 int
 relais_store_write (relais_store_t *self, relais_write_fn *fn, void *arg)
 {
     s_require (self && fn, "relais_store_write needs a store and a callback");
     s_require (!self->writing, "nested relais_store_write (would deadlock on LMDB's writer lock)");
     s_require (s_reading == 0, "relais_store_write inside relais_store_read");
-    int resized = 0;
+    s_require (!self->parent || pthread_equal (self->owner, pthread_self ()),
+               "relais_store_write from a second thread");
+    if (self->readonly) {
+        relais_error ("relais_store: %s: opened read-only beside its owner: no write", self->dir);
+        return -EROFS;
+    }
     while (true) {
-        MDB_txn *mtxn;
-        int rc = mdb_txn_begin (self->env, NULL, 0, &mtxn);
-        if (rc == MDB_MAP_RESIZED && resized++ < S_RESIZED_RETRIES) {
-            if ((rc = s_adopt_map (self)))
-                return rc;
-            continue;
-        }
-        if (rc) {
+        if (self->broken)
+            return RELAIS_EFATAL;
+        int rc = s_parent_begin (self);
+        if (rc)
+            return rc;
+        MDB_txn *child;
+        if ((rc = mdb_txn_begin (self->env, self->parent, 0, &child))) {
             relais_error ("relais_store: %s: cannot begin a write: %s", self->dir, mdb_strerror (rc));
-            return rc == MDB_PANIC || rc == EIO? RELAIS_EFATAL: s_map_rc (rc);
+            return s_map_rc (rc);
         }
-        relais_txn_t txn = { .store = self, .txn = mtxn };
+        relais_txn_t txn = { .store = self, .txn = child, .logging = true };
+        self->ops_len = S_WAL_HEADER;   //  the record's header goes first
+        self->ops_count = 0;
         self->writing = true;
         s_hooks_begin (self);
         rc = fn (&txn, arg);
@@ -455,38 +1121,72 @@ relais_store_write (relais_store_t *self, relais_write_fn *fn, void *arg)
         //  if fn ignored it, so nothing half-done is committed.
         if (!txn.map_full && rc == 0 && txn.error)
             rc = txn.error;
+        if (!txn.map_full && rc == 0 && (rc = mdb_txn_commit (child))) {
+            //  The child could not be merged: the parent is not to be
+            //  trusted either; begin it again from the checkpoint and the WAL
+            relais_error ("relais_store: %s: cannot merge a write: %s", self->dir, mdb_strerror (rc));
+            txn.map_full = rc == MDB_MAP_FULL;
+            rc = s_map_rc (rc);
+            mdb_txn_abort (self->parent);
+            self->parent = NULL;
+            int restored = s_parent_restore (self);
+            self->writing = false;
+            s_hooks_abort (self);
+            if (restored)
+                return restored;
+            if (!txn.map_full)
+                return rc;
+            if ((rc = s_make_room (self)))
+                return rc;
+            continue;
+        }
         if (txn.map_full || rc) {
-            mdb_txn_abort (mtxn);
+            mdb_txn_abort (child);
             self->writing = false;
             s_hooks_abort (self);
             if (!txn.map_full)
                 return rc;
-            if ((rc = s_grow_map (self)))
+            if ((rc = s_make_room (self)))
                 return rc;
             continue;
         }
-        rc = mdb_txn_commit (mtxn);
         self->writing = false;
+        if (self->ops_count == 0) {
+            s_hooks_commit (self);      //  nothing changed: nothing to flush
+            return 0;
+        }
+        self->parent_dirty = true;
+        if (self->ops_len <= self->wal_size - self->wal_off) {
+            if ((rc = s_wal_append (self)) == 0) {
+                s_hooks_commit (self);
+                s_ops_trim (self);
+                return 0;
+            }
+            //  Not durable: take the write out of the parent again
+            if (rc == RELAIS_EFATAL) {
+                mdb_txn_abort (self->parent);
+                self->parent = NULL;
+            }
+            else {
+                mdb_txn_abort (self->parent);
+                self->parent = NULL;
+                int restored = s_parent_restore (self);
+                rc = restored? restored: rc;
+            }
+            s_hooks_abort (self);
+            return rc;
+        }
+        //  The WAL is full (or the write alone is larger than it): the
+        //  checkpoint makes this write durable with everything before it
+        rc = s_checkpoint (self);
+        s_ops_trim (self);
         if (rc == 0) {
             s_hooks_commit (self);
             return 0;
         }
-        //  A failed commit has freed the txn: nothing of it is on disk
         s_hooks_abort (self);
-        if (rc == MDB_MAP_FULL) {
-            if ((rc = s_grow_map (self)))
-                return rc;
-            continue;
-        }
-        if (rc == ENOSPC || rc == EDQUOT || (rc == EIO && s_short_write_on_full_disk (self))) {
-            relais_error ("relais_store: %s: disk full on commit: %s", self->dir, mdb_strerror (rc));
-            return RELAIS_EFULL;
-        }
-        //  EIO on fdatasync, MDB_PANIC, anything else: what is on disk is
-        //  no longer known, so nothing may be acked any more
-        relais_error ("relais_store: %s: commit failed, store can no longer be trusted: %s",
-                      self->dir, mdb_strerror (rc));
-        return RELAIS_EFATAL;
+        if (rc != S_GROWN)
+            return rc;
     }
 }
 
@@ -517,6 +1217,16 @@ int
 relais_store_read (relais_store_t *self, relais_read_fn *fn, void *arg)
 {
     s_require (self && fn, "relais_store_read needs a store and a callback");
+    //  On the owner's thread, the parent holds what was acked since the
+    //  checkpoint: read through it (another thread sees the checkpoint)
+    if (self->parent && pthread_equal (self->owner, pthread_self ())) {
+        s_require (!self->writing, "relais_store_read inside relais_store_write");
+        relais_txn_t txn = { .store = self, .txn = self->parent, .rdonly = true };
+        s_reading++;
+        int rc = fn (&txn, arg);
+        s_reading--;
+        return rc;
+    }
     int resized = 0;
     while (true) {
         pthread_rwlock_rdlock (&self->remap);
@@ -567,6 +1277,7 @@ int
 relais_store_tick (relais_store_t *self)
 {
     s_require (self, "relais_store_tick needs a store");
+    relais_store_checkpoint (self);
     int dead = 0;
     int rc = mdb_reader_check (self->env, &dead);
     if (rc) {
@@ -576,6 +1287,28 @@ relais_store_tick (relais_store_t *self)
     if (dead > 0)
         relais_notice ("store readers dir=%s cleared=%d", self->dir, dead);
     return dead;
+}
+
+int
+relais_store_checkpoint (relais_store_t *self)
+{
+    s_require (self, "relais_store_checkpoint needs a store");
+    if (!self->parent || self->writing || s_reading || !pthread_equal (self->owner, pthread_self ()))
+        return 0;
+    int rc = s_checkpoint (self);
+    if (rc == S_GROWN)
+        rc = s_checkpoint (self);
+    return rc == S_GROWN? 0: rc;
+}
+
+void
+relais_store_stats (relais_store_t *self, relais_store_stats_t *stats)
+{
+    s_require (self && stats, "relais_store_stats misuse");
+    stats->wal_records = self->records;
+    stats->wal_pending_bytes = self->wal_off;
+    stats->wal_size = self->wal_size;
+    stats->checkpoints = self->checkpoints;
 }
 
 size_t
@@ -599,10 +1332,14 @@ static int
 s_put (relais_txn_t *txn, MDB_dbi dbi, const void *key, size_t klen,
        const void *val, size_t vlen, unsigned flags)
 {
+    if (txn->rdonly)
+        return -EACCES;             //  what LMDB says of a put in a read txn
     MDB_val k = { klen, (void *) key };
     MDB_val v = { vlen, (void *) val };
     int rc = mdb_put (txn->txn, dbi, &k, &v, flags);
-    return rc? s_op_failed (txn, rc): 0;
+    if (rc)
+        return s_op_failed (txn, rc);
+    return txn->logging? s_op_record (txn, S_OP_PUT, dbi, key, klen, val, vlen): 0;
 }
 
 static int
@@ -641,11 +1378,15 @@ int
 relais_txn_del (relais_txn_t *txn, int db, const void *key, size_t klen)
 {
     MDB_dbi dbi = s_user_dbi (txn, db);
+    if (txn->rdonly)
+        return -EACCES;
     MDB_val k = { klen, (void *) key };
     int rc = mdb_del (txn->txn, dbi, &k, NULL);
     if (rc == MDB_NOTFOUND)
         return RELAIS_ENOTFOUND;        //  an answer, not a failed txn
-    return rc? s_op_failed (txn, rc): 0;
+    if (rc)
+        return s_op_failed (txn, rc);
+    return txn->logging? s_op_record (txn, S_OP_DEL, dbi, key, klen, NULL, 0): 0;
 }
 
 int
@@ -1019,6 +1760,23 @@ relais_store_verify (const char *dir, relais_store_info_t *info)
     snprintf (path, sizeof path, "%s/data.mdb", dir);
     if (stat (path, &fst) == 0)
         info->bytes = (size_t) fst.st_size;
+    //  Acked since the last checkpoint: records the owner (or its next
+    //  start) applies
+    snprintf (path, sizeof path, "%s/wal", dir);
+    int fd = open (path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0 && fstat (fd, &fst) == 0 && fst.st_size > 0) {
+        size_t size = (size_t) fst.st_size;
+        uint8_t *buf = (uint8_t *) malloc (size);
+        if (buf && s_pread_all (fd, buf, size, 0) == 0) {
+            uint64_t ckpt = s_txn_wal_lsn (txn, meta), last = 0;
+            size_t used = 0;
+            s_wal_apply (NULL, buf, size, ckpt, &last, &used);
+            info->wal_records = last - ckpt;
+        }
+        free (buf);
+    }
+    if (fd >= 0)
+        close (fd);
     rc = 0;
 done:
     if (cursor)
@@ -1026,6 +1784,75 @@ done:
     if (txn)
         mdb_txn_abort (txn);
     mdb_env_close (env);
+    return rc;
+}
+
+//  The copy holds the owner's last checkpoint; what was acked since is in
+//  the owner's WAL. Apply the records that follow the copy's checkpoint
+//  (read while the owner may be writing: a record torn by that, or a WAL
+//  that started again after a newer checkpoint, ends the walk - the copy
+//  is then the consistent state of a moment earlier) and commit them.
+static int
+s_backup_wal (const char *dir, const char *dest)
+{
+    char path [4200];
+    snprintf (path, sizeof path, "%s/wal", dir);
+    int fd = open (path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT? 0: -errno;
+    struct stat st;
+    uint8_t *buf = NULL;
+    size_t size = 0;
+    int rc = fstat (fd, &st)? -errno: 0;
+    if (rc == 0 && (size = (size_t) st.st_size) > 0) {
+        buf = (uint8_t *) malloc (size);
+        rc = buf? s_pread_all (fd, buf, size, 0): -ENOMEM;
+    }
+    close (fd);
+    MDB_env *env = NULL;
+    MDB_txn *txn = NULL;
+    MDB_dbi meta;
+    int mrc = rc || size == 0? 0: mdb_env_create (&env);
+    if (env && mrc == 0)
+        mrc = mdb_env_set_maxdbs (env, RELAIS_STORE_MAX_DBS + 3);
+    if (env && mrc == 0)
+        mrc = mdb_env_open (env, dest, MDB_NOTLS, 0600);
+    if (env && mrc == 0) {
+        MDB_envinfo einfo;
+        //  Room for the records: the copy is compacted, its map as large as
+        //  the owner's was
+        if ((mrc = mdb_env_info (env, &einfo)) == 0 && einfo.me_mapsize < size * 4 + ((size_t) 64 << 20))
+            mrc = mdb_env_set_mapsize (env, einfo.me_mapsize + size * 4 + ((size_t) 64 << 20));
+    }
+    if (env && mrc == 0)
+        mrc = mdb_txn_begin (env, NULL, 0, &txn);
+    if (txn && mrc == 0)
+        mrc = mdb_dbi_open (txn, "meta", MDB_CREATE, &meta);
+    uint64_t ckpt = 0, last = 0;
+    size_t used = 0;
+    if (txn && mrc == 0) {
+        ckpt = s_txn_wal_lsn (txn, meta);
+        mrc = s_wal_apply (txn, buf, size, ckpt, &last, &used);
+    }
+    if (txn && mrc == 0 && last > ckpt)
+        mrc = s_txn_set_wal_lsn (txn, meta, last);
+    if (txn && mrc == 0 && last > ckpt)
+        mrc = mdb_txn_commit (txn);
+    else
+    if (txn)
+        mdb_txn_abort (txn);
+    if (env)
+        mdb_env_close (env);
+    free (buf);
+    snprintf (path, sizeof path, "%s/lock.mdb", dest);
+    unlink (path);
+    if (rc == 0 && mrc) {
+        relais_error ("relais_store: %s: cannot apply the write-ahead log to the copy: %s",
+                      dest, mdb_strerror (mrc));
+        rc = s_map_rc (mrc);
+    }
+    if (rc == 0 && last > ckpt)
+        relais_debug ("store backup dir=%s wal_records=%llu", dest, (unsigned long long) (last - ckpt));
     return rc;
 }
 
@@ -1072,6 +1899,8 @@ relais_store_backup (const char *dir, const char *dest, relais_store_info_t *inf
         return rc;
     }
     close (fd);
+    if ((rc = s_backup_wal (dir, dest)))
+        return rc;
     fd = open (dest, O_RDONLY | O_DIRECTORY);
     if (fd >= 0) {
         fsync (fd);
@@ -1174,6 +2003,16 @@ relais_store_compact (relais_store_t *self, size_t *before, size_t *after)
 {
     s_require (self, "relais_store_compact needs a store");
     s_require (!self->writing && s_reading == 0, "relais_store_compact inside a transaction");
+    if (self->broken)
+        return RELAIS_EFATAL;
+    if (self->readonly)
+        return -EROFS;
+    //  The copy reads committed state: everything acked must be in it
+    int ckpt = s_checkpoint (self);
+    if (ckpt == S_GROWN)
+        ckpt = s_checkpoint (self);
+    if (ckpt)
+        return ckpt < 0? ckpt: RELAIS_EFULL;
     char tmp [4096];
     if (snprintf (tmp, sizeof tmp, "%s/compact.tmp", self->dir) >= (int) sizeof tmp)
         return -ENAMETOOLONG;
@@ -1229,6 +2068,16 @@ relais_store_compact (relais_store_t *self, size_t *before, size_t *after)
     }
     if (swapped)
         return swapped;
+    //  Erased values must leave the WAL too: its old records go, all of
+    //  them (they are in the checkpoint that was just copied)
+    rc = s_zero_fill (self->wal_fd, 0, self->wal_size);
+    if (rc == 0 && fdatasync (self->wal_fd))
+        rc = -errno;
+    if (rc) {
+        relais_error ("relais_store: %s: cannot clear the write-ahead log: %s", self->dir,
+                      strerror (-rc));
+        return rc;
+    }
     size_t size_after = s_file_size (self->dir);
     if (before)
         *before = size_before;

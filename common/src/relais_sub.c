@@ -410,6 +410,7 @@ s_on_tick (uv_timer_t *timer)
 {
     relais_sub_t *self = (relais_sub_t *) timer->data;
     uint64_t now = relais_clock_mono ();
+    relais_store_checkpoint (self->store);      //  see relais_pub's heartbeat
     for (size_t i = 0; i < self->count; i++) {
         s_source_t *src = self->sources [i];
         if (src->fetching && now - src->fetch_sent > self->opts.fetch_timeout_ms * 1000)

@@ -24,6 +24,7 @@ const relais_config_key_t analytics_keys [] = {
     { "store/path", "analytics", relais_check_path, "LMDB folder (relative: under relais/data)" },
     { "store/map_size", "64M", relais_check_size, "initial LMDB map size; grows on demand" },
     { "store/map_max", "64G", relais_check_size, "cap of the LMDB map" },
+    { "store/wal_size", "4M", relais_check_size, "write-ahead log file: an ack flushes one record there; full, it is checkpointed into LMDB" },
     { "heartbeat", "1s", relais_check_duration, "heartbeat interval on PUB" },
     { "suppress_below", "5", relais_check_uint, "counts from 1 to this - 1 are suppressed in exports and reports" },
     { NULL, NULL, NULL, NULL }
@@ -88,15 +89,17 @@ s_sources_heartbeat (relais_config_t *config)
     return max? max: 1000;
 }
 
+//  reader: a dump beside the running service (relais_store_open_reader)
 static relais_store_t *
-s_store_open (relais_config_t *config, const char *dir)
+s_store_open (relais_config_t *config, const char *dir, bool reader)
 {
     relais_store_opts_t opts = {
         config? relais_config_size (config, "analytics/store/map_size", 64 << 20): 64 << 20,
         config? relais_config_size (config, "analytics/store/map_max", 64ULL << 30): 64ULL << 30,
-        analytics_dbs
+        analytics_dbs,
+        config? relais_config_size (config, "analytics/store/wal_size", 4 << 20): 4 << 20
     };
-    return relais_store_new (dir, &opts);
+    return reader? relais_store_open_reader (dir, &opts): relais_store_new (dir, &opts);
 }
 
 //  ---------------------------------------------------------------------------
@@ -696,7 +699,7 @@ analytics_server_start (analytics_server_t *self)
     int rc = -EINVAL;
     if (!store_path)
         goto failed;
-    self->store = s_store_open (config, store_path);
+    self->store = s_store_open (config, store_path, false);
     if (!self->store)
         goto failed;
     rc = -EADDRINUSE;
@@ -853,7 +856,7 @@ analytics_rebuild (relais_config_t *config, const char *dir, FILE *out)
         relais_error ("rebuild refused: %s already holds a store (the rebuild needs a fresh one)", dir);
         return -EEXIST;
     }
-    relais_store_t *store = s_store_open (config, dir);
+    relais_store_t *store = s_store_open (config, dir, false);
     if (!store)
         return -EINVAL;
     uv_loop_t loop;
@@ -933,7 +936,7 @@ analytics_dump (const char *dir, FILE *out)
         relais_error ("dump: no store in %s", dir);
         return -ENOENT;
     }
-    relais_store_t *store = s_store_open (NULL, dir);
+    relais_store_t *store = s_store_open (NULL, dir, true);
     if (!store)
         return -EINVAL;
     s_dump_arg_t arg = { out };

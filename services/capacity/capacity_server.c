@@ -294,8 +294,9 @@ capacity_server_new (uv_loop_t *loop, relais_config_t *config)
 }
 
 
+//  reader: a dump beside the running service (relais_store_open_reader)
 static relais_store_t *
-s_store_open (relais_config_t *config)
+s_store_open (relais_config_t *config, bool reader)
 {
     char *path = relais_config_path (config, "capacity/store/path");
     if (!path)
@@ -303,9 +304,11 @@ s_store_open (relais_config_t *config)
     relais_store_opts_t opts = {
         relais_config_size (config, "capacity/store/map_size", 16 << 20),
         relais_config_size (config, "capacity/store/map_max", 16ULL << 30),
-        capacity_dbs
+        capacity_dbs,
+        relais_config_size (config, "capacity/store/wal_size", 4 << 20)
     };
-    relais_store_t *store = relais_store_new (path, &opts);
+    relais_store_t *store = reader? relais_store_open_reader (path, &opts)
+                                  : relais_store_new (path, &opts);
     free (path);
     return store;
 }
@@ -327,7 +330,7 @@ capacity_server_start (capacity_server_t *self)
 {
     relais_config_t *config = self->config;
     int rc = -EINVAL;
-    self->store = s_store_open (config);
+    self->store = s_store_open (config, false);
     if (!self->store)
         goto failed;
     rc = -EADDRINUSE;
@@ -434,7 +437,7 @@ s_dump (relais_txn_t *txn, void *arg)
 int
 capacity_dump (relais_config_t *config, FILE *out)
 {
-    relais_store_t *store = s_store_open (config);
+    relais_store_t *store = s_store_open (config, true);
     if (!store)
         return -EINVAL;
     capacity_opts_t opts;

@@ -142,9 +142,13 @@ s_same_file_content (const char *a, const char *b)
 static void
 s_print_info (const char *svc, const relais_store_info_t *info, const char *where)
 {
-    printf ("%s: log %llu..%llu (%llu events, %.1f MiB) in %s\n", svc,
+    printf ("%s: log %llu..%llu (%llu events, %.1f MiB) in %s", svc,
             (unsigned long long) info->log_first, (unsigned long long) info->log_last,
             (unsigned long long) info->log_entries, (double) info->bytes / (1 << 20), where);
+    if (info->wal_records)
+        printf (", + %llu writes in the write-ahead log (applied at the next start)",
+                (unsigned long long) info->wal_records);
+    printf ("\n");
 }
 
 static int

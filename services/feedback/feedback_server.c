@@ -28,6 +28,7 @@ const relais_config_key_t feedback_keys [] = {
     { "store/path", "feedback", relais_check_path, "LMDB folder (relative: under relais/data)" },
     { "store/map_size", "64M", relais_check_size, "initial LMDB map size; grows on demand" },
     { "store/map_max", "64G", relais_check_size, "cap of the LMDB map" },
+    { "store/wal_size", "4M", relais_check_size, "write-ahead log file: an ack flushes one record there; full, it is checkpointed into LMDB" },
     { "heartbeat", "1s", relais_check_duration, "heartbeat interval on PUB" },
     { "feed_heartbeat", "1s", relais_check_duration, "ping interval with followers; silent 3 intervals = gone" },
     { "window", "64", relais_check_uint, "status changes outstanding (sent, unacked) per producer" },
@@ -934,7 +935,8 @@ feedback_server_start (feedback_server_t *self)
     relais_store_opts_t opts = {
         relais_config_size (config, "feedback/store/map_size", 64 << 20),
         relais_config_size (config, "feedback/store/map_max", 64ULL << 30),
-        s_dbs
+        s_dbs,
+        relais_config_size (config, "feedback/store/wal_size", 4 << 20)
     };
     self->store = relais_store_new (store_path, &opts);
     if (!self->store)

@@ -418,8 +418,9 @@ plans_server_new (uv_loop_t *loop, relais_config_t *config)
 }
 
 
+//  reader: a dump beside the running service (relais_store_open_reader)
 static relais_store_t *
-s_open_store (relais_config_t *config)
+s_open_store (relais_config_t *config, bool reader)
 {
     char *store_path = relais_config_path (config, "plans/store/path");
     if (!store_path)
@@ -427,9 +428,11 @@ s_open_store (relais_config_t *config)
     relais_store_opts_t opts = {
         relais_config_size (config, "plans/store/map_size", 64 << 20),
         relais_config_size (config, "plans/store/map_max", 16ULL << 30),
-        plans_dbs
+        plans_dbs,
+        relais_config_size (config, "plans/store/wal_size", 4 << 20)
     };
-    relais_store_t *store = relais_store_new (store_path, &opts);
+    relais_store_t *store = reader? relais_store_open_reader (store_path, &opts)
+                                  : relais_store_new (store_path, &opts);
     free (store_path);
     return store;
 }
@@ -446,7 +449,7 @@ plans_server_start (plans_server_t *self)
 {
     relais_config_t *config = self->config;
     int rc = -EINVAL;
-    self->store = s_open_store (config);
+    self->store = s_open_store (config, false);
     if (!self->store)
         goto failed;
     char *audit_path = relais_config_path (config, "plans/audit_file");
@@ -584,7 +587,7 @@ s_no_emit (relais_txn_t *txn, const char *type, const char *key, const char *cor
 int
 plans_dump (relais_config_t *config, FILE *out)
 {
-    relais_store_t *store = s_open_store (config);
+    relais_store_t *store = s_open_store (config, true);
     if (!store)
         return -EINVAL;
     plans_rules_t rules;

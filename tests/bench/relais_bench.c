@@ -423,7 +423,7 @@ s_bench_lmdb (const char *dir, uint64_t events, uint64_t per_txn,
               const void *payload, size_t size, s_rate_t *result)
 {
     static const char *const dbs [] = { "bench", NULL };
-    relais_store_opts_t opts = { 0, 0, dbs };
+    relais_store_opts_t opts = { 0, 0, dbs, 0 };
     relais_store_t *store = relais_store_new (dir, &opts);
     if (!store) {
         fprintf (stderr, "relais-bench: cannot open LMDB in %s\n", dir);

@@ -137,7 +137,7 @@ LLVMFuzzerInitialize (int *argc, char ***argv)
     relais_log_level (RELAIS_LOG_ERROR);
     snprintf (s_dir, sizeof s_dir, "/tmp/fuzz_plans_api.%d", (int) getpid ());
     atexit (s_cleanup);
-    relais_store_opts_t opts = { 8 << 20, 64 << 20, plans_dbs };
+    relais_store_opts_t opts = { 8 << 20, 64 << 20, plans_dbs, 0 };
     s_store = relais_store_new (s_dir, &opts);
     plans_rules_t rules = { 30ULL * 86400 * 1000000, 3ULL * 86400 * 1000000 };
     s_engine = s_store? plans_engine_new (s_store, &rules, s_emit, NULL): NULL;

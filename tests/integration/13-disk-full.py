@@ -25,9 +25,11 @@ data = os.path.join(bus.dir, "var")
 os.makedirs(data)
 subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m,mode=0700", "tmpfs", data], check=True)
 try:
-    # The map starts small so that it also grows under load
+    # The map starts small so that it also grows under load; the write-ahead
+    # log is small too, so that checkpoints (where LMDB meets the full disk)
+    # come often
     with open(bus.config, "a") as f:
-        f.write("    store\n        map_size = 1M\n")
+        f.write("    store\n        map_size = 1M\n        wal_size = 256K\n")
     filler = os.path.join(data, "filler")
     with open(filler, "wb") as f:
         f.write(b"\0" * (4 * 1024 * 1024))

@@ -146,7 +146,7 @@ main (int argc, char *argv [])
     if (!app.data || fread (app.data, 1, app.size, file) != app.size)
         return 1;
     fclose (file);
-    relais_store_opts_t store_opts = { 16 << 20, 0, s_dbs };
+    relais_store_opts_t store_opts = { 16 << 20, 0, s_dbs, 0 };
     app.store = relais_store_new (dir, &store_opts);
     if (!app.store)
         return 1;

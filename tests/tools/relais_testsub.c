@@ -127,8 +127,9 @@ main (int argc, char *argv [])
     }
     relais_log_init ("testsub");
     zsys_handler_set (NULL);
-    relais_store_opts_t store_opts = { 1 << 20, 0, s_dbs };
-    relais_store_t *store = relais_store_new (dir, &store_opts);
+    relais_store_opts_t store_opts = { 1 << 20, 0, s_dbs, 0 };
+    relais_store_t *store = dump? relais_store_open_reader (dir, &store_opts)
+                                : relais_store_new (dir, &store_opts);
     if (!store)
         return 1;
     if (dump) {

@@ -112,7 +112,7 @@ fx_print_events (void)
 static FX_UNUSED void
 fx_store_open (void)
 {
-    relais_store_opts_t opts = { 1 << 20, 64 << 20, capacity_dbs };
+    relais_store_opts_t opts = { 1 << 20, 64 << 20, capacity_dbs, 0 };
     fx.store = relais_store_new (fx.dir, &opts);
     CHECK (fx.store);
     relais_store_hook (fx.store, fx_begin, fx_commit, fx_abort, NULL);

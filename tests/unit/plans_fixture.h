@@ -80,7 +80,7 @@ fx_remove_one (const char *path, const struct stat *st, int flag, struct FTW *ft
 static void
 fx_open (void)
 {
-    relais_store_opts_t opts = { 1 << 20, 0, plans_dbs };
+    relais_store_opts_t opts = { 1 << 20, 0, plans_dbs, 0 };
     fx.store = relais_store_new (fx.dir, &opts);
     CHECK (fx.store);
     relais_store_hook (fx.store, fx_begin, NULL, fx_abort, NULL);

@@ -113,7 +113,7 @@ s_store (void)
 {
     char dir [300];
     snprintf (dir, sizeof dir, "%s/store-%d", s_root, ++s_stores);
-    relais_store_opts_t opts = { 8 << 20, 0, analytics_dbs };
+    relais_store_opts_t opts = { 8 << 20, 0, analytics_dbs, 0 };
     relais_store_t *store = relais_store_new (dir, &opts);
     CHECK (store);
     return store;

@@ -137,7 +137,7 @@ test_bus (void)
 
     uv_loop_t loop;
     uv_loop_init (&loop);
-    relais_store_opts_t pub_opts = { 1 << 20, 0, s_pub_dbs };
+    relais_store_opts_t pub_opts = { 1 << 20, 0, s_pub_dbs, 0 };
     relais_store_t *pub_store = relais_store_new (pub_path, &pub_opts);
     CHECK (pub_store);
     relais_pub_opts_t opts = { "tester", s_pub_ep, s_fetch_ep, 100, 4096, 100, 0 };
@@ -154,7 +154,7 @@ test_bus (void)
         s_publish (pub_store, pub, 100);
     CHECK (relais_pub_last (pub) == 500);
 
-    relais_store_opts_t sub_opts = { 1 << 20, 0, s_sub_dbs };
+    relais_store_opts_t sub_opts = { 1 << 20, 0, s_sub_dbs, 0 };
     relais_store_t *sub_store = relais_store_new (sub_path, &sub_opts);
     CHECK (sub_store);
     relais_store_hook (sub_store, NULL, s_on_commit, s_on_abort, NULL);

@@ -158,7 +158,7 @@ test_mailbox (void)
     CHECK (relais_mailbox_send_op (mbox, a, "ping") == -ESHUTDOWN);
     CHECK (relais_mailbox_deliver (mbox, a) == 0 && packed == 0);
 
-    relais_store_opts_t store_opts = { 1 << 20, 0, s_dbs };
+    relais_store_opts_t store_opts = { 1 << 20, 0, s_dbs, 0 };
     relais_store_t *store = relais_store_new (path, &store_opts);
     CHECK (store);
     relais_mailbox_attach (mbox, store, poller);

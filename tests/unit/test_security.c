@@ -334,7 +334,7 @@ test_revocation_pub (void)
 
     uv_loop_t loop;
     uv_loop_init (&loop);
-    relais_store_opts_t opts = { 0, 0, NULL };
+    relais_store_opts_t opts = { 0, 0, NULL, 0 };
     relais_store_t *store = relais_store_new (store_dir, &opts);
     CHECK (store);
     relais_pub_opts_t pub_opts = { .name = "intake", .pub_endpoint = pub,

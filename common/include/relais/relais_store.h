@@ -44,6 +44,7 @@ typedef struct {
     size_t map_size;            //  initial map size in bytes (0: 64 MiB)
     size_t map_max;             //  cap for growth (0: 64 GiB)
     const char *const *dbs;     //  NULL-terminated names of the service's databases
+    size_t wal_size;            //  bytes of the write-ahead log file (0: 4 MiB; at least 64 KiB)
 } relais_store_opts_t;
 
 //  A write callback runs inside one write transaction; return 0 to commit,
@@ -57,11 +58,21 @@ typedef int (relais_read_fn) (relais_txn_t *txn, void *arg);
 //  commit.
 typedef void (relais_txn_hook_fn) (void *arg);
 
-//  Open (creating the folder and files as needed) the environment in dir.
-//  Returns NULL and logs why on failure (unwritable folder, schema version
-//  from the future, LMDB error).
+//  Open (creating the folder and files as needed) the environment in dir,
+//  as its one owner: applies what the write-ahead log holds since the last
+//  checkpoint. Returns NULL and logs why on failure (unwritable folder,
+//  schema version from the future, LMDB error, another owner).
 relais_store_t *
     relais_store_new (const char *dir, const relais_store_opts_t *opts);
+
+//  Open the store for reading beside its owner (dump tools), writes
+//  refused with -EROFS. When the service that owns dir runs: a view of its
+//  last checkpoint (relais_store_checkpoint: at most a heartbeat or so
+//  behind what it acked). When none runs: what its write-ahead log holds
+//  is applied first, as a restart would, then the lock is let go at once
+//  (an owner starting meanwhile waits up to 3 s for it).
+relais_store_t *
+    relais_store_open_reader (const char *dir, const relais_store_opts_t *opts);
 
 //  Close the environment. NULL-safe; nulls *self_p.
 void
@@ -89,10 +100,32 @@ void
 int
     relais_store_dbi (relais_store_t *self, const char *name);
 
-//  Periodic maintenance: clear stale reader slots (mdb_reader_check).
+//  Periodic maintenance: relais_store_checkpoint, then clear stale reader
+//  slots (mdb_reader_check).
 //  Returns the number of slots cleared.
 int
     relais_store_tick (relais_store_t *self);
+
+//  Commit to LMDB what the write-ahead log holds since the last
+//  checkpoint (no-op when nothing is pending, inside a transaction, or on
+//  another thread than the writer's). relais_pub's heartbeat, relais_sub's
+//  tick and relais_store_tick call it, so that a dump beside the owner
+//  (relais_store_open_reader) is at most about a second behind, the log
+//  starts again empty when a service idles, and the parent transaction's
+//  pages leave memory. Returns 0, RELAIS_EFULL (nothing lost: the log
+//  still holds it all) or RELAIS_EFATAL (the next write says so too).
+int
+    relais_store_checkpoint (relais_store_t *self);
+
+typedef struct {
+    uint64_t wal_records;               //  records flushed since open
+    size_t wal_pending_bytes;           //  of them, bytes since the last checkpoint
+    size_t wal_size;                    //  bytes of the log file
+    uint64_t checkpoints;               //  LMDB commits since open
+} relais_store_stats_t;
+
+void
+    relais_store_stats (relais_store_t *self, relais_store_stats_t *stats);
 
 //  Current map size in bytes, and the number of growths since open.
 size_t
@@ -148,6 +181,7 @@ typedef struct {
     uint64_t log_first, log_last;       //  0, 0 when the log is empty
     uint64_t log_entries;               //  entries actually in the log
     size_t bytes;                       //  size of data.mdb
+    uint64_t wal_records;               //  acked writes in the WAL, after the checkpoint above
 } relais_store_info_t;
 
 //  Hot backup of the environment in dir (which a running service may own:
@@ -159,7 +193,9 @@ typedef struct {
 int
     relais_store_backup (const char *dir, const char *dest, relais_store_info_t *info);
 
-//  Open the environment in dir read-only and check it: schema version this
+//  Open the environment in dir read-only and check it (as of its last
+//  checkpoint; wal_records counts the writes acked since, which the owner
+//  holds in its write-ahead log): schema version this
 //  program reads, log bounds recorded in meta equal to the log's real first
 //  and last keys, and the log contiguous (entries == last - first + 1).
 //  Fills info. Returns 0, RELAIS_EMALFORMED when an invariant is broken

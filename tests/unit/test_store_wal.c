@@ -1,0 +1,356 @@
+/*  =========================================================================
+    test_store_wal - relais_store's write-ahead log: what an ack promises
+    survives a kill -9 at any point, a torn record ends recovery without
+    taking earlier ones, a failed write leaves no trace in it, a backup of
+    a live store holds what was acked since the checkpoint, a write larger
+    than the log goes straight to LMDB, one writer per store, a reader
+    beside the owner sees its last checkpoint and one without an owner
+    recovers the log first.
+
+    A child process plays the service and is killed with SIGKILL (nothing
+    of its parent transaction is ever committed by it); the test then opens
+    the store as the restarted service would. Each case works in its own
+    folder under $RELAIS_TEST_TMP/test_store_wal.<pid> (or /tmp).
+    =========================================================================
+*/
+#include "relais_store.h"
+#include "relais_log.h"
+#include "relais_test.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char s_root [512];
+static const char *const s_dbs [] = { "things", NULL };
+
+static const char *
+s_dir (const char *name)
+{
+    static char path [600];
+    snprintf (path, sizeof path, "%s/%s", s_root, name);
+    return path;
+}
+
+static relais_store_t *
+s_open (const char *name, size_t wal_size)
+{
+    relais_store_opts_t opts = { 1 << 20, 0, s_dbs, wal_size };
+    return relais_store_new (s_dir (name), &opts);
+}
+
+//  One write: key "k<n>" = a 300-byte value, and log entry n
+typedef struct {
+    int n;
+    size_t size;
+    bool fail;                      //  put, then return an error
+} s_one_t;
+
+static int
+s_write_one (relais_txn_t *txn, void *arg)
+{
+    s_one_t *one = (s_one_t *) arg;
+    int db = relais_store_dbi (relais_txn_store (txn), "things");
+    char key [32];
+    snprintf (key, sizeof key, "k%06d", one->n);
+    static char value [200 << 10];
+    memset (value, 'a' + one->n % 26, one->size);
+    int rc = relais_txn_put (txn, db, key, strlen (key), value, one->size);
+    uint64_t first, last;
+    if (rc == 0)
+        rc = relais_log_bounds (txn, &first, &last);
+    if (rc == 0)
+        rc = relais_log_append (txn, last + 1, key, strlen (key));
+    return rc? rc: one->fail? RELAIS_ECONFLICT: 0;
+}
+
+static int
+s_write (relais_store_t *store, int n, size_t size, bool fail)
+{
+    s_one_t one = { n, size, fail };
+    return relais_store_write (store, s_write_one, &one);
+}
+
+//  What a reader finds: which of keys [0, n) exist, and the log's last
+typedef struct {
+    int n;
+    bool present [1000];
+    uint64_t last;
+} s_seen_t;
+
+static int
+s_look (relais_txn_t *txn, void *arg)
+{
+    s_seen_t *seen = (s_seen_t *) arg;
+    int db = relais_store_dbi (relais_txn_store (txn), "things");
+    for (int i = 0; i < seen->n; i++) {
+        char key [32];
+        snprintf (key, sizeof key, "k%06d", i);
+        const void *val;
+        size_t size;
+        int rc = relais_txn_get (txn, db, key, strlen (key), &val, &size);
+        CHECK (rc == 0 || rc == RELAIS_ENOTFOUND);
+        seen->present [i] = rc == 0;
+        if (rc == 0)
+            CHECK (size > 0 && ((const char *) val) [0] == 'a' + i % 26);
+    }
+    uint64_t first;
+    return relais_log_bounds (txn, &first, &seen->last);
+}
+
+static s_seen_t *
+s_seen (relais_store_t *store, int n)
+{
+    static s_seen_t seen;
+    memset (&seen, 0, sizeof seen);
+    seen.n = n;
+    CHECK_OK (relais_store_read (store, s_look, &seen));
+    return &seen;
+}
+
+//  Run fn in a child that is then killed by SIGKILL; wait for it
+static void
+s_in_killed_child (void (*fn) (void))
+{
+    fflush (NULL);
+    pid_t pid = fork ();
+    CHECK (pid >= 0);
+    if (pid == 0) {
+        fn ();
+        raise (SIGKILL);
+        _exit (3);
+    }
+    int status;
+    CHECK (waitpid (pid, &status, 0) == pid);
+    CHECK (WIFSIGNALED (status) && WTERMSIG (status) == SIGKILL);
+}
+
+//  ---------------------------------------------------------------------------
+//  kill -9 after 300 acked writes (the 64 KiB log fills: checkpoints
+//  happen on the way): every one is there after the restart
+
+static void
+s_crash_child (void)
+{
+    relais_store_t *store = s_open ("crash", 64 << 10);
+    CHECK (store);
+    for (int i = 0; i < 300; i++)
+        CHECK_OK (s_write (store, i, 300, false));
+}
+
+static void
+test_crash (void)
+{
+    s_in_killed_child (s_crash_child);
+    relais_store_info_t info;
+    CHECK_OK (relais_store_verify (s_dir ("crash"), &info));
+    //  Some writes were checkpointed, the others only in the log
+    CHECK (info.log_last > 0 && info.log_last < 300 && info.wal_records > 0);
+    CHECK (info.log_last + info.wal_records == 300);
+    printf ("    300 writes acked, killed: %llu checkpointed, %llu only in the log\n",
+            (unsigned long long) info.log_last, (unsigned long long) info.wal_records);
+    relais_store_t *store = s_open ("crash", 64 << 10);
+    CHECK (store);
+    s_seen_t *seen = s_seen (store, 300);
+    for (int i = 0; i < 300; i++)
+        CHECK (seen->present [i]);
+    CHECK (seen->last == 300);
+    //  The store goes on from there, and recovery was checkpointed
+    CHECK_OK (s_write (store, 300, 300, false));
+    CHECK (s_seen (store, 301)->last == 301);
+    relais_store_destroy (&store);
+    CHECK_OK (relais_store_verify (s_dir ("crash"), &info));
+    CHECK (info.log_last == 301 && info.wal_records == 0);
+}
+
+//  ---------------------------------------------------------------------------
+//  A record torn by the crash (here: one byte of the 10th changed) ends
+//  recovery there; the 9 before it are kept, the store goes on
+
+static void
+s_torn_child (void)
+{
+    relais_store_t *store = s_open ("torn", 0);
+    CHECK (store);
+    for (int i = 0; i < 10; i++)
+        CHECK_OK (s_write (store, i, 300, false));
+}
+
+static void
+test_torn (void)
+{
+    s_in_killed_child (s_torn_child);
+    char path [700];
+    snprintf (path, sizeof path, "%s/wal", s_dir ("torn"));
+    int fd = open (path, O_RDWR);
+    CHECK (fd >= 0);
+    static uint8_t buf [64 << 10];
+    CHECK (pread (fd, buf, sizeof buf, 0) == (ssize_t) sizeof buf);
+    //  Walk 9 records: 24-byte header, payload length at offset 4
+    size_t off = 0;
+    for (int i = 0; i < 9; i++) {
+        uint32_t payload = (uint32_t) buf [off + 4] | (uint32_t) buf [off + 5] << 8
+                         | (uint32_t) buf [off + 6] << 16 | (uint32_t) buf [off + 7] << 24;
+        off += 24 + payload;
+        CHECK (off < sizeof buf - 100);
+    }
+    buf [off + 60] ^= 0x5a;
+    CHECK (pwrite (fd, buf + off + 60, 1, (off_t) (off + 60)) == 1);
+    close (fd);
+    relais_store_t *store = s_open ("torn", 0);
+    CHECK (store);
+    s_seen_t *seen = s_seen (store, 10);
+    for (int i = 0; i < 9; i++)
+        CHECK (seen->present [i]);
+    CHECK (!seen->present [9]);
+    CHECK (seen->last == 9);
+    CHECK_OK (s_write (store, 9, 300, false));
+    CHECK (s_seen (store, 10)->last == 10);
+    relais_store_destroy (&store);
+    store = s_open ("torn", 0);
+    CHECK (store);
+    CHECK (s_seen (store, 10)->present [9]);
+    relais_store_destroy (&store);
+}
+
+//  ---------------------------------------------------------------------------
+//  A failed write between two good ones: gone at once, and gone after a
+//  crash too (it never reached the log)
+
+static void
+s_failed_child (void)
+{
+    relais_store_t *store = s_open ("failed", 0);
+    CHECK (store);
+    CHECK_OK (s_write (store, 0, 300, false));
+    CHECK (s_write (store, 1, 300, true) == RELAIS_ECONFLICT);
+    CHECK_OK (s_write (store, 2, 300, false));
+    s_seen_t *seen = s_seen (store, 3);
+    CHECK (seen->present [0] && !seen->present [1] && seen->present [2] && seen->last == 2);
+}
+
+static void
+test_failed_write (void)
+{
+    s_in_killed_child (s_failed_child);
+    relais_store_t *store = s_open ("failed", 0);
+    CHECK (store);
+    s_seen_t *seen = s_seen (store, 3);
+    CHECK (seen->present [0] && !seen->present [1] && seen->present [2] && seen->last == 2);
+    relais_store_destroy (&store);
+}
+
+//  ---------------------------------------------------------------------------
+//  A backup of a live store (held by a child) holds the writes acked
+//  since its checkpoint, applied: the copy needs no log
+
+static void
+test_backup_live (void)
+{
+    int ready [2], quit [2];
+    CHECK (pipe (ready) == 0 && pipe (quit) == 0);
+    fflush (NULL);
+    pid_t pid = fork ();
+    CHECK (pid >= 0);
+    if (pid == 0) {
+        relais_store_t *store = s_open ("live", 0);
+        CHECK (store);
+        for (int i = 0; i < 50; i++)
+            CHECK_OK (s_write (store, i, 300, false));
+        CHECK_OK (relais_store_checkpoint (store));
+        for (int i = 50; i < 60; i++)
+            CHECK_OK (s_write (store, i, 300, false));
+        CHECK (write (ready [1], "r", 1) == 1);
+        char c;
+        CHECK (read (quit [0], &c, 1) == 1);
+        raise (SIGKILL);
+        _exit (3);
+    }
+    char c;
+    CHECK (read (ready [0], &c, 1) == 1);
+    char dest [700];
+    snprintf (dest, sizeof dest, "%s", s_dir ("live-copy"));
+    relais_store_info_t info;
+    CHECK_OK (relais_store_backup (s_dir ("live"), dest, &info));
+    CHECK (info.log_last == 60 && info.log_entries == 60 && info.wal_records == 0);
+    //  A reader beside the owner sees its checkpoint, and cannot write
+    relais_store_opts_t opts = { 1 << 20, 0, s_dbs, 0 };
+    relais_store_t *reader = relais_store_open_reader (s_dir ("live"), &opts);
+    CHECK (reader);
+    s_seen_t *seen = s_seen (reader, 60);
+    CHECK (seen->last == 50 && seen->present [49] && !seen->present [50]);
+    CHECK (s_write (reader, 70, 300, false) == -EROFS);
+    relais_store_destroy (&reader);
+    CHECK (write (quit [1], "q", 1) == 1);
+    int status;
+    CHECK (waitpid (pid, &status, 0) == pid);
+    //  The copy opens as a store of its own, everything in it
+    relais_store_t *copy = s_open ("live-copy", 0);
+    CHECK (copy);
+    seen = s_seen (copy, 60);
+    for (int i = 0; i < 60; i++)
+        CHECK (seen->present [i]);
+    relais_store_destroy (&copy);
+    //  With the owner gone, a reader recovers the log like a restart
+    reader = relais_store_open_reader (s_dir ("live"), &opts);
+    CHECK (reader);
+    CHECK (s_seen (reader, 60)->last == 60);
+    relais_store_destroy (&reader);
+    close (ready [0]); close (ready [1]); close (quit [0]); close (quit [1]);
+}
+
+//  ---------------------------------------------------------------------------
+//  A write larger than the log is committed to LMDB at once; one writer
+
+static void
+test_large_and_busy (void)
+{
+    relais_store_t *store = s_open ("large", 64 << 10);
+    CHECK (store);
+    CHECK_OK (s_write (store, 0, 300, false));
+    CHECK_OK (s_write (store, 1, 150 << 10, false));
+    relais_store_info_t info;
+    CHECK_OK (relais_store_verify (s_dir ("large"), &info));
+    CHECK (info.log_last == 2 && info.wal_records == 0);
+    //  A second opener, in this process or another, is refused
+    CHECK (s_open ("large", 64 << 10) == NULL);
+    relais_store_destroy (&store);
+    store = s_open ("large", 64 << 10);
+    CHECK (store);
+    s_seen_t *seen = s_seen (store, 2);
+    CHECK (seen->present [0] && seen->present [1] && seen->last == 2);
+    relais_store_destroy (&store);
+}
+
+static int
+s_remove_one (const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void) st; (void) flag; (void) ftw;
+    return remove (path);
+}
+
+int
+main (void)
+{
+    relais_log_init ("test_store_wal");
+    const char *tmp = getenv ("RELAIS_TEST_TMP");
+    if (!tmp || !*tmp)
+        tmp = "/tmp";
+    mkdir (tmp, 0700);
+    snprintf (s_root, sizeof s_root, "%s/test_store_wal.%d", tmp, (int) getpid ());
+    CHECK (mkdir (s_root, 0700) == 0);
+    RUN (test_crash);
+    RUN (test_torn);
+    RUN (test_failed_write);
+    RUN (test_backup_live);
+    RUN (test_large_and_busy);
+    nftw (s_root, s_remove_one, 16, FTW_DEPTH | FTW_PHYS);
+    printf ("test_store_wal: OK\n");
+    return 0;
+}
