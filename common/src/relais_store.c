@@ -5,9 +5,12 @@
     @header
     The only file that includes lmdb.h. One MDB_env per store, opened with
     MDB_NOTLS (read transactions may run on libuv's threadpool) and LMDB's
-    durable defaults. Besides the service's own databases, three internal
-    ones: "meta" (schema_version, log bounds, the service's named
-    counters), "log" (the event log) and "ckpt" (subscriber checkpoints).
+    durable defaults, and a write-ahead log in front of it (see "The
+    write-ahead log"): a write is durable when its record is flushed; LMDB
+    commits at checkpoints. Besides the service's own databases, three
+    internal ones: "meta" (schema_version, log bounds, the WAL's
+    checkpoint, the service's named counters), "log" (the event log) and
+    "ckpt" (subscriber checkpoints).
     @discuss
     Map growth: LMDB cannot grow the map inside a transaction, so a write
     that hits MDB_MAP_FULL is aborted, the map doubled while no write
@@ -303,8 +306,9 @@ s_open_env (relais_store_t *self)
     //  made of stale, reused pages - the acked reports of earlier commits
     //  lost with it. MDB_NOMETASYNC + an explicit sync is still two flushes
     //  (data, then meta), so it saves nothing for a lone event; without the
-    //  explicit sync the last acked commit may vanish. So an ack costs
-    //  two ordered flushes; group commit spreads them over the batch.
+    //  explicit sync the last acked commit may vanish. So a commit costs
+    //  two ordered flushes - which is why writes are acked from the
+    //  write-ahead log (one flush) and LMDB commits only at checkpoints.
     //  No map size before open: LMDB then takes the one recorded in the
     //  file, so a map grown before a restart does not start small again.
     if (rc == 0)

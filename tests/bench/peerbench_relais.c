@@ -4,7 +4,8 @@
     @header
     Throughput: one DEALER on intake's submit endpoint, requests framed as
     REQ does (empty delimiter, then the submit), up to W unanswered; an ack
-    is intake's {ok:true} reply, sent after the LMDB commit is fsync'd.
+    is intake's {ok:true} reply, sent after the write's record in the
+    store's write-ahead log is fdatasync'd.
     End to end: raw SUB sockets on intake's PUB (every signal.created
     envelope carries its seq; one producer on one DEALER gets the seqs in
     order, which the acks confirm). Replay: fetch from seq 1 until last.

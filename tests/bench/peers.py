@@ -37,7 +37,7 @@ PORTS = {"redis": 16379, "nats": 14222, "mosquitto": 11883, "relais": 17101}
 
 #   What is on disk when the producer gets its ack, at the settings used here
 DURABILITY = {
-    "relais": "fsync'd: the LMDB commit (data fdatasync + O_DSYNC meta page) is done before the ack",
+    "relais": "fsync'd: the write's record in the store's write-ahead log is fdatasync'd before the ack (LMDB commits at checkpoints)",
     "redis": "fsync'd: appendfsync always, the AOF is fsync'd before the reply (one fsync per event-loop turn)",
     "nats": "written to the OS, NOT fsync'd: JetStream 2.9 file store syncs every 2 min by default",
     "mosquitto": "in memory only: persistence writes a snapshot at autosave_interval (1800 s) and at exit",

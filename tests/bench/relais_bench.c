@@ -4,8 +4,9 @@
 
     @header
     One run prints one table (or, with --json, one JSON object):
-      A   one fsync'd LMDB commit per event (relais_store_write, one put);
-      A2  group commits of 1,000 events per LMDB transaction;
+      A   one durable store write per event (relais_store_write, one put:
+          one write-ahead log record, fdatasync'd; LMDB at checkpoints);
+      A2  group writes of 1,000 events per store write;
       B   raw ZeroMQ PUB->SUB of the same payload, over ipc:// and tcp://;
       B3  the same to 3 SUBs over ipc:// (per subscriber, the slowest);
       4   intake: durable acked submits/s, 1 pipelined producer with 1000
@@ -392,7 +393,7 @@ s_poll_in (zsock_t *sock, long timeout_ms)
 }
 
 //  ---------------------------------------------------------------------------
-//  A: one fsync'd commit per event; A2: group commits
+//  A: one durable store write per event; A2: group writes
 
 typedef struct {
     int db;
@@ -1639,10 +1640,10 @@ s_print_table (const s_results_t *r, const s_opts_t *o)
     printf ("  payload    %zu-byte msgpack submit request (same bytes for A, A2, B)\n\n", r->payload);
     printf ("  %-4s %-52s %9s  %-22s %s\n", "", "phase", "count", "figure", "notes");
     printf ("  %-4s %-52s %9llu  %12.0f events/s  %.2f s\n", "A",
-            "LMDB, one fsync'd commit per event",
+            "store, one durable write per event (WAL fdatasync)",
             (unsigned long long) r->fsync_each.count, r->fsync_each.rate, r->fsync_each.seconds);
     char what [96];
-    snprintf (what, sizeof what, "LMDB, group commit of %llu events per txn",
+    snprintf (what, sizeof what, "store, group write of %llu events per write",
               (unsigned long long) o->group_size);
     printf ("  %-4s %-52s %9llu  %12.0f events/s  %.2f s\n", "A2", what,
             (unsigned long long) r->group.count, r->group.rate, r->group.seconds);

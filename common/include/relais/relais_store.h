@@ -5,9 +5,14 @@
     @header
     Wraps one LMDB environment (one folder) with named databases. Every
     write goes through relais_store_write (), which runs a callback inside
-    one write transaction and commits it with LMDB's default durability
-    (data fdatasync, then the meta page) - never NOSYNC, never WRITEMAP.
-    On MDB_MAP_FULL the transaction is aborted, the map doubled (up to the
+    one write transaction; when it returns, the write is durable: its
+    operations are one record in the store's write-ahead log (<dir>/wal),
+    fdatasync'd - one flush per write - and LMDB gets them at the next
+    checkpoint, committed with its default durability (data fdatasync,
+    then the meta page; never NOSYNC, never WRITEMAP). A restart applies
+    the records that follow the last checkpoint. Reads on the writer's
+    thread see every durable write; other processes (dumps, backups) see
+    the last checkpoint. On MDB_MAP_FULL the transaction is aborted, the map doubled (up to the
     configured cap) and the callback run again, so callbacks must be
     re-runnable: they may only change memory through the txn hooks below.
     The store also holds the service's event log ("log": key = sequence,
@@ -23,7 +28,11 @@
     A map grown before a restart keeps its size (LMDB records it in the
     file); map_size only raises it. Growth takes a lock that excludes
     relais_store_read, so reads on other threads never see the map move;
-    calling relais_store_write from inside a read callback is a bug (abort).
+    calling relais_store_write from inside a read callback, or
+    relais_store_read from inside a write callback, is a bug (abort).
+    Writes come from one thread; reads on another thread see the last
+    checkpoint. One process owns a store (a lock on its WAL); dump tools
+    open it with relais_store_open_reader.
     =========================================================================
 */
 #ifndef RELAIS_STORE_H_INCLUDED
