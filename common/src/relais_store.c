@@ -506,11 +506,13 @@ s_grow_map (relais_store_t *self)
 //  An ack costs one flush. Each write's operations (put or del, database
 //  name, key, value) become one record appended to <dir>/wal, a file
 //  zero-filled once at its full size, so that fdatasync has only data to
-//  flush (no size or extent change, hence no journal commit). The write's
-//  LMDB transaction is a child of a long-lived parent that is committed -
+//  flush (no size or extent change, hence no journal commit). Writes go
+//  into one long-lived LMDB transaction (the "parent") that is committed -
 //  LMDB's own two durable flushes - only at a checkpoint: when the WAL is
-//  full, from relais_store_tick, before compaction or map growth, at
-//  close. A checkpoint records the number of the last record it holds
+//  full, from relais_store_checkpoint (pub heartbeat, sub tick,
+//  relais_store_tick), before compaction or map growth, at close. A write
+//  that fails is taken back by aborting the parent and applying the
+//  records since the checkpoint again (s_rollback). A checkpoint records the number of the last record it holds
 //  ("wal_lsn" in meta); records then start again at offset 0 with the
 //  next number. At open, the records that follow wal_lsn - contiguous from
 //  offset 0, checksums valid, numbers consecutive - are applied again and
@@ -1067,17 +1069,6 @@ s_wal_open (relais_store_t *self)
     return rc;
 }
 
-//  MAP_FULL in a write: LMDB grows the map with no write transaction
-//  open, so checkpoint first (which may grow it itself)
-static int
-s_make_room (relais_store_t *self)
-{
-    int rc = s_checkpoint (self);
-    if (rc < 0)
-        return rc;
-    return rc == S_GROWN? 0: s_grow_map (self);
-}
-
 //  A write of a thousand reports leaves a large buffer: give it back
 static void
 s_ops_trim (relais_store_t *self)
@@ -1087,6 +1078,27 @@ s_ops_trim (relais_store_t *self)
         self->ops = NULL;
         self->ops_cap = 0;
     }
+}
+
+//  Take back what a failed write left in the parent: abort it, apply the
+//  log's records again, and checkpoint them, so that the next rollback
+//  has nothing old to apply (a stream of failing writes costs what a
+//  commit per write used to, never a replay of the whole log each).
+//  Returns 0 (no parent, or a consistent one), RELAIS_EFULL (consistent
+//  parent, not committed: disk full), RELAIS_EFATAL.
+static int
+s_rollback (relais_store_t *self)
+{
+    if (self->parent)
+        mdb_txn_abort (self->parent);
+    self->parent = NULL;
+    self->parent_dirty = false;
+    if (self->wal_off == 0)
+        return 0;
+    int rc = s_parent_restore (self);
+    if (rc == 0 && (rc = s_checkpoint (self)) == S_GROWN)
+        rc = s_checkpoint (self);
+    return rc == S_GROWN? 0: rc;
 }
 
 int
@@ -1107,12 +1119,10 @@ relais_store_write (relais_store_t *self, relais_write_fn *fn, void *arg)
         int rc = s_parent_begin (self);
         if (rc)
             return rc;
-        MDB_txn *child;
-        if ((rc = mdb_txn_begin (self->env, self->parent, 0, &child))) {
-            relais_error ("relais_store: %s: cannot begin a write: %s", self->dir, mdb_strerror (rc));
-            return s_map_rc (rc);
-        }
-        relais_txn_t txn = { .store = self, .txn = child, .logging = true };
+        //  The callback writes into the parent itself: no nested LMDB
+        //  transaction (each one mallocs 3 MiB of lists); a failed write
+        //  is taken back by s_rollback
+        relais_txn_t txn = { .store = self, .txn = self->parent, .logging = true };
         self->ops_len = S_WAL_HEADER;   //  the record's header goes first
         self->ops_count = 0;
         self->writing = true;
@@ -1125,36 +1135,23 @@ relais_store_write (relais_store_t *self, relais_write_fn *fn, void *arg)
         //  if fn ignored it, so nothing half-done is committed.
         if (!txn.map_full && rc == 0 && txn.error)
             rc = txn.error;
-        if (!txn.map_full && rc == 0 && (rc = mdb_txn_commit (child))) {
-            //  The child could not be merged: the parent is not to be
-            //  trusted either; begin it again from the checkpoint and the WAL
-            relais_error ("relais_store: %s: cannot merge a write: %s", self->dir, mdb_strerror (rc));
-            txn.map_full = rc == MDB_MAP_FULL;
-            rc = s_map_rc (rc);
-            mdb_txn_abort (self->parent);
-            self->parent = NULL;
-            int restored = s_parent_restore (self);
-            self->writing = false;
-            s_hooks_abort (self);
-            if (restored)
-                return restored;
-            if (!txn.map_full)
-                return rc;
-            if ((rc = s_make_room (self)))
-                return rc;
-            continue;
-        }
-        if (txn.map_full || rc) {
-            mdb_txn_abort (child);
-            self->writing = false;
-            s_hooks_abort (self);
-            if (!txn.map_full)
-                return rc;
-            if ((rc = s_make_room (self)))
-                return rc;
-            continue;
-        }
         self->writing = false;
+        if (txn.map_full || rc) {
+            //  A failed LMDB operation leaves the txn unusable: roll back
+            //  then too, even with nothing written
+            int back = self->ops_count || txn.map_full || txn.error? s_rollback (self): 0;
+            s_hooks_abort (self);
+            if (back == RELAIS_EFATAL)
+                return back;
+            if (!txn.map_full)
+                return rc;
+            if (back)
+                return back;
+            //  LMDB grows the map with no write transaction open
+            if (!self->parent && (rc = s_grow_map (self)))
+                return rc;
+            continue;
+        }
         if (self->ops_count == 0) {
             s_hooks_commit (self);      //  nothing changed: nothing to flush
             return 0;
@@ -1171,12 +1168,9 @@ relais_store_write (relais_store_t *self, relais_write_fn *fn, void *arg)
                 mdb_txn_abort (self->parent);
                 self->parent = NULL;
             }
-            else {
-                mdb_txn_abort (self->parent);
-                self->parent = NULL;
-                int restored = s_parent_restore (self);
-                rc = restored? restored: rc;
-            }
+            else
+            if (s_rollback (self) == RELAIS_EFATAL)
+                rc = RELAIS_EFATAL;
             s_hooks_abort (self);
             return rc;
         }

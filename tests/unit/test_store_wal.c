@@ -80,7 +80,7 @@ s_write (relais_store_t *store, int n, size_t size, bool fail)
 //  What a reader finds: which of keys [0, n) exist, and the log's last
 typedef struct {
     int n;
-    bool present [1000];
+    bool present [2000];
     uint64_t last;
 } s_seen_t;
 
@@ -132,16 +132,24 @@ s_in_killed_child (void (*fn) (void))
 }
 
 //  ---------------------------------------------------------------------------
-//  kill -9 after 300 acked writes (the 64 KiB log fills: checkpoints
-//  happen on the way): every one is there after the restart
+//  kill -9 after 1,200 acked writes of 1.5 KB, the first 900 each third one
+//  followed by a write that fails (the 64 KiB log fills, the 1 MiB map grows:
+//  checkpoints and rollbacks happen on the way): every acked one is there
+//  after the restart, no failed one
 
 static void
 s_crash_child (void)
 {
     relais_store_t *store = s_open ("crash", 64 << 10);
     CHECK (store);
-    for (int i = 0; i < 300; i++)
-        CHECK_OK (s_write (store, i, 300, false));
+    for (int i = 0; i < 900; i++) {
+        CHECK_OK (s_write (store, i, 1500, false));
+        if (i % 3 == 0)
+            CHECK (s_write (store, 1200 + i, 1500, true) == RELAIS_ECONFLICT);
+    }
+    for (int i = 900; i < 1200; i++)
+        CHECK_OK (s_write (store, i, 1500, false));
+    CHECK (relais_store_map_size (store) > (1 << 20));
 }
 
 static void
@@ -151,22 +159,21 @@ test_crash (void)
     relais_store_info_t info;
     CHECK_OK (relais_store_verify (s_dir ("crash"), &info));
     //  Some writes were checkpointed, the others only in the log
-    CHECK (info.log_last > 0 && info.log_last < 300 && info.wal_records > 0);
-    CHECK (info.log_last + info.wal_records == 300);
-    printf ("    300 writes acked, killed: %llu checkpointed, %llu only in the log\n",
+    CHECK (info.log_last > 0 && info.log_last < 1200 && info.wal_records > 0);
+    printf ("    1200 writes acked, killed: %llu in the log's last checkpoint, %llu records after it\n",
             (unsigned long long) info.log_last, (unsigned long long) info.wal_records);
     relais_store_t *store = s_open ("crash", 64 << 10);
     CHECK (store);
-    s_seen_t *seen = s_seen (store, 300);
-    for (int i = 0; i < 300; i++)
-        CHECK (seen->present [i]);
-    CHECK (seen->last == 300);
+    s_seen_t *seen = s_seen (store, 2000);
+    for (int i = 0; i < 2000; i++)
+        CHECK (seen->present [i] == (i < 1200));
+    CHECK (seen->last == 1200);
     //  The store goes on from there, and recovery was checkpointed
-    CHECK_OK (s_write (store, 300, 300, false));
-    CHECK (s_seen (store, 301)->last == 301);
+    CHECK_OK (s_write (store, 1200, 300, false));
+    CHECK (s_seen (store, 1300)->last == 1201);
     relais_store_destroy (&store);
     CHECK_OK (relais_store_verify (s_dir ("crash"), &info));
-    CHECK (info.log_last == 301 && info.wal_records == 0);
+    CHECK (info.log_last == 1201 && info.wal_records == 0);
 }
 
 //  ---------------------------------------------------------------------------
@@ -315,6 +322,10 @@ test_large_and_busy (void)
     CHECK (store);
     CHECK_OK (s_write (store, 0, 300, false));
     CHECK_OK (s_write (store, 1, 150 << 10, false));
+    relais_store_stats_t stats;
+    relais_store_stats (store, &stats);
+    CHECK (stats.wal_records == 1 && stats.checkpoints == 1 && stats.wal_pending_bytes == 0);
+    CHECK (stats.wal_size == 64 << 10);
     relais_store_info_t info;
     CHECK_OK (relais_store_verify (s_dir ("large"), &info));
     CHECK (info.log_last == 2 && info.wal_records == 0);
