@@ -125,8 +125,8 @@ typedef struct {
     const char *pub_endpoint;
     const char *fetch_endpoint;
     uint64_t heartbeat_ms;          //  0: 1000
-    size_t fetch_max_bytes;         //  byte budget of one fetch reply (0: 1 MiB)
-    uint32_t fetch_max_events;      //  cap of one fetch reply (0: 1000)
+    size_t fetch_max_bytes;         //  the most max_bytes may ask (0 and above: 8 MiB)
+    uint32_t fetch_max_events;      //  the most max may ask (0 and above: 10,000)
     int sndhwm;                     //  PUB high-water mark (0: 100000)
 } relais_pub_opts_t;
 
