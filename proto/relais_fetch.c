@@ -155,24 +155,109 @@ s_head (s_reader_t *r, s_head_t *h)
     return 0;
 }
 
-//  Finish an object whose header h was just read: a str's payload is
-//  skipped, a container's entries walked at depth + 1, up to max_depth
-static int s_skip (s_reader_t *r, int depth);
+//  Skip count whole objects at depth, without recursion: left [k] is what
+//  remains to be read of the container open at depth + k (left [0]: of the
+//  count). One-byte headers (fixint, nil, bool, fixstr, fixarray, fixmap),
+//  numbers and str 8 take the fast path; every other header (str 16/32,
+//  bin, ext, array and map 16/32, reserved) goes through s_head, which checks
+//  lengths and counts against the bytes left. Every object counts against
+//  max_objects, and no object may sit deeper than max_depth.
+static int
+s_skip_n (s_reader_t *r, int depth, uint64_t count)
+{
+    if (count == 0)
+        return 0;
+    if (depth > r->max_depth)
+        return relais_error_set (r->err, RELAIS_CODE_TOO_LARGE, "",
+                                 "nesting deeper than %d", r->max_depth);
+    uint64_t left [32];
+    int top = 0;
+    left [0] = count;
+    for (;;) {
+        while (left [top] == 0) {
+            if (top == 0)
+                return 0;
+            top--;
+        }
+        left [top]--;
+        if (r->cur >= r->end)
+            return s_truncated (r);
+        uint8_t b = *r->cur;
+        uint64_t items = 0;
+        if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3
+        ||  (b & 0xe0) == 0xa0) {
+            if (++r->objects > r->max_objects)
+                return relais_error_set (r->err, RELAIS_CODE_TOO_LARGE, "",
+                                         "more than %zu objects", r->max_objects);
+            r->cur++;
+            if ((b & 0xe0) == 0xa0) {
+                size_t len = b & 0x1f;
+                if ((size_t) (r->end - r->cur) < len)
+                    return s_truncated (r);
+                r->cur += len;
+            }
+            continue;
+        }
+        if ((b >= 0xca && b <= 0xd3) || b == 0xd9) {
+            //  Numbers and str 8: a fixed size, or one length byte
+            if (++r->objects > r->max_objects)
+                return relais_error_set (r->err, RELAIS_CODE_TOO_LARGE, "",
+                                         "more than %zu objects", r->max_objects);
+            size_t size;
+            if (b == 0xd9) {
+                if (r->end - r->cur < 2)
+                    return s_truncated (r);
+                size = 2 + (size_t) r->cur [1];
+            }
+            else
+                size = 1 + (b == 0xca? 4: b == 0xcb? 8: (size_t) 1 << ((b - 0xcc) & 3));
+            if ((size_t) (r->end - r->cur) < size)
+                return s_truncated (r);
+            r->cur += size;
+            continue;
+        }
+        if ((b & 0xf0) == 0x90 || (b & 0xf0) == 0x80) {
+            if (++r->objects > r->max_objects)
+                return relais_error_set (r->err, RELAIS_CODE_TOO_LARGE, "",
+                                         "more than %zu objects", r->max_objects);
+            r->cur++;
+            items = (b & 0x0f) * ((b & 0xf0) == 0x80? 2u: 1u);
+            if (items > (uint64_t) (r->end - r->cur))
+                return relais_error_set (r->err, RELAIS_CODE_INVALID, "",
+                                         "not MessagePack: count %llu exceeds the data",
+                                         (unsigned long long) items);
+        }
+        else {
+            s_head_t h;
+            int rc = s_head (r, &h);
+            if (rc)
+                return rc;
+            if (h.kind == S_STR)
+                r->cur += h.n;          //  checked to fit by s_head
+            if (h.kind != S_ARRAY && h.kind != S_MAP)
+                continue;
+            items = h.kind == S_MAP? 2 * h.n: h.n;
+        }
+        if (items == 0)
+            continue;
+        if (depth + top + 1 > r->max_depth)
+            return relais_error_set (r->err, RELAIS_CODE_TOO_LARGE, "",
+                                     "nesting deeper than %d", r->max_depth);
+        left [++top] = items;
+    }
+}
 
+//  Finish an object whose header h was just read at depth: a str's payload
+//  is skipped, a container's entries walked at depth + 1
 static int
 s_rest (s_reader_t *r, const s_head_t *h, int depth)
 {
-    if (h->kind == S_STR)
+    if (h->kind == S_STR) {
         r->cur += h->n;             //  checked to fit by s_head
-    else
-    if (h->kind == S_ARRAY || h->kind == S_MAP) {
-        uint64_t items = h->kind == S_MAP? 2 * h->n: h->n;
-        for (uint64_t i = 0; i < items; i++) {
-            int rc = s_skip (r, depth + 1);
-            if (rc)
-                return rc;
-        }
+        return 0;
     }
+    if (h->kind == S_ARRAY || h->kind == S_MAP)
+        return s_skip_n (r, depth + 1, h->kind == S_MAP? 2 * h->n: h->n);
     return 0;
 }
 
@@ -180,12 +265,7 @@ s_rest (s_reader_t *r, const s_head_t *h, int depth)
 static int
 s_skip (s_reader_t *r, int depth)
 {
-    if (depth > r->max_depth)
-        return relais_error_set (r->err, RELAIS_CODE_TOO_LARGE, "",
-                                 "nesting deeper than %d", r->max_depth);
-    s_head_t h;
-    int rc = s_head (r, &h);
-    return rc? rc: s_rest (r, &h, depth);
+    return s_skip_n (r, depth, 1);
 }
 
 //  Read a map key at depth: *name and *len are set when it is a str
@@ -246,6 +326,12 @@ s_event (s_reader_t *r, relais_fetch_event_t *event, size_t index)
         else
         if ((rc = s_skip (r, 3)))
             return rc;
+        if (seen) {
+            //  The rest of the envelope in one walk
+            if ((rc = s_skip_n (r, 3, 2 * (h.n - i - 1))))
+                return rc;
+            break;
+        }
     }
     if (!seen)
         return relais_error_set (r->err, RELAIS_CODE_INVALID, "",

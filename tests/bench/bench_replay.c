@@ -16,6 +16,7 @@
 typedef struct {
     uint64_t rid;
     uint64_t from;
+    bool live;                      //  still a good guess (counts in the window)
 } s_ask_t;
 
 static int
@@ -91,6 +92,7 @@ bench_replay_run (const char *endpoint, bench_replay_t *self)
     size_t head = 0, inflight = 0, live = 0;
     const size_t ring = sizeof asks / sizeof asks [0];
     uint64_t rid = 0, expected = 1, next_from = 1, last = UINT64_MAX;
+    uint64_t step = self->page;     //  the guess: the next page holds as many
     int rc = 0;
     self->start_us = relais_clock_mono ();
     for (;;) {
@@ -99,11 +101,12 @@ bench_replay_run (const char *endpoint, bench_replay_t *self)
             s_ask_t *ask = &asks [(head + inflight) % ring];
             ask->rid = ++rid;
             ask->from = next_from;
+            ask->live = true;
             if ((rc = s_ask (self, handle, &sbuf, ask->rid, ask->from)))
                 break;
             inflight++;
             live++;
-            next_from += self->page;
+            next_from += step;
         }
         if (rc || inflight == 0 || (self->interrupted && *self->interrupted))
             break;
@@ -135,11 +138,12 @@ bench_replay_run (const char *endpoint, bench_replay_t *self)
                          page.rid, ask.rid);
             break;
         }
+        if (ask.live)
+            live--;
         if (ask.from != expected) {
-            self->dropped++;        //  sent on a guess that a short page broke
+            self->dropped++;        //  sent on a guess that a page proved wrong
             continue;
         }
-        live--;
         if (!page.ok) {
             rc = s_fail (self, -EPROTO, "fetch from=%" PRIu64 " refused: %s", ask.from,
                          page.code [0]? page.code: "?");
@@ -165,8 +169,21 @@ bench_replay_run (const char *endpoint, bench_replay_t *self)
                          ask.from, last);
             break;
         }
-        if (page.count < self->page && expected <= last) {
-            //  A short page: every later guess is wrong; ask again from here
+        if (page.count)
+            step = page.count;      //  a short page (the byte budget): guess its size
+        //  The first guess still in flight must start where this page ended;
+        //  if it does not, neither do the later ones: ask again from here
+        bool wrong = live == 0, first = true;
+        for (size_t k = 0; k < inflight; k++) {
+            s_ask_t *next = &asks [(head + k) % ring];
+            if (next->live && first) {
+                wrong = next->from != expected;
+                first = false;
+            }
+            if (wrong)
+                next->live = false;
+        }
+        if (wrong) {
             live = 0;
             next_from = expected;
         }

@@ -6,11 +6,11 @@
     Pages of `page` events (fetch max) and a byte budget of `max_bytes`
     (fetch max_bytes, 0: not asked, the server's 1 MiB default) are asked
     with up to `window` requests in flight: the next pages are asked before
-    the current reply arrives, on the guess that every page is full. A short
-    page (the byte budget reached, the end of the log) makes the guess
-    wrong: the replies to the requests sent after it are dropped (their
-    from is not the next seq due) and the next page is asked from the right
-    seq. Each reply is read with relais_fetch_parse (no msgpack objects are
+    the current reply arrives, on the guess that the next page holds as many
+    events as the last one (at first: `page`). A page that ends elsewhere
+    (the byte budget reached, the end of the log) makes the guess wrong:
+    the replies to the requests sent on it are dropped (their from is not
+    the next seq due) and the next page is asked from the right seq. Each reply is read with relais_fetch_parse (no msgpack objects are
     built); every event's seq is checked: contiguous, in order, from 1 to
     the log's last (as the first reply gives it).
     @discuss

@@ -14,8 +14,9 @@
       --e2e-count N     events per end-to-end run (default 3000)
       --run N           a number unique per run against one server (idems)
       --page N          replay: events per request, Relais's fetch max and
-                        Redis's XRANGE COUNT alike (default 1000, at most
-                        10000, the fetch protocol's limit)
+                        Redis's XRANGE COUNT alike (default 2000, at most
+                        10000, the fetch protocol's limit; Relais asks an
+                        8 MiB byte budget, so the count decides)
       --replay-window N replay, Relais: fetches in flight (default 2, 1..8)
     It runs, in order: throughput with 1, 100 and 1000 events in flight,
     end-to-end to 1 then 3 subscribers, replay of everything stored. It
@@ -477,7 +478,7 @@ main (int argc, char **argv)
     const char *system = NULL;
     pb_ctx_t ctx;
     memset (&ctx, 0, sizeof ctx);
-    ctx.page = 1000;
+    ctx.page = 2000;
     ctx.window = 2;
     for (int i = 1; i < argc; i += 2) {
         const char *arg = argv [i];

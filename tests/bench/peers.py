@@ -306,9 +306,9 @@ def main():
     ap.add_argument("--no-install", action="store_true", help="do not run install-deps.sh --bench")
     ap.add_argument("--dir", default=os.environ.get("TMPDIR", "/var/tmp"),
                     help="parent of the temporary data folders (must be a disk, not tmpfs)")
-    ap.add_argument("--page", type=int, default=10000,
+    ap.add_argument("--page", type=int, default=2000,
                     help="replay: events per request, Relais's fetch max and Redis's "
-                         "XRANGE COUNT alike (1..10000, default 10000)")
+                         "XRANGE COUNT alike (1..10000, default 2000)")
     ap.add_argument("--replay-window", type=int, default=2,
                     help="replay: Relais fetches in flight (1..8, default 2)")
     ap.add_argument("--json", help="also write every round's figures to this file")

@@ -22,12 +22,16 @@
                         [--keep] [--submits N] [--producers N] [--window N]
                         [--quick] [--fetch-max N] [--fetch-window N]
                         [--fetch-bytes N]
+           relais-bench --replay ENDPOINT [--fetch-max N] [--fetch-window N]
+                        [--fetch-bytes N]
     --quick skips A, A2, B and 5: intake's own figures, for quick compares.
-    Phase 6 asks pages of --fetch-max events (default 10000) with a byte
-    budget of --fetch-bytes (default 8 MiB; 0: not asked, the server's
-    1 MiB), --fetch-window fetches in flight (default 2); --fetch-max 1000
-    --fetch-window 1 --fetch-bytes 0 is the client before issue #11's
-    replay work (which also decoded every event into msgpack objects).
+    Phase 6 asks pages of --fetch-max events (default 2000) with a byte
+    budget of --fetch-bytes (default 8 MiB, so that the count decides;
+    0: not asked, the server's 1 MiB), --fetch-window fetches in flight
+    (default 2); --fetch-max 1000 --fetch-window 1 --fetch-bytes 0 is the
+    client before issue #11's replay work, less its full decode of every
+    event into msgpack objects. --replay E runs phase 6 alone against the
+    fetch endpoint of a service already running, with the same options.
     The bench starts intake itself: a temporary folder (mkdtemp under --dir,
     $TMPDIR or /tmp) holds the deployment file, the data and the ipc://
     sockets; intake is stopped with SIGTERM by its pid and the folder is
@@ -75,6 +79,7 @@ static volatile sig_atomic_t s_interrupted = 0;
 typedef struct {
     const char *intake;             //  path of relais-intake
     const char *base;               //  parent of the temporary folder
+    const char *replay;             //  --replay: only phase 6, against this endpoint
     bool smoke, json, keep, quick;
     uint64_t fsync_events;          //  A
     uint64_t group_events;          //  A2
@@ -1674,6 +1679,7 @@ s_usage (FILE *out)
         "usage: relais-bench [--intake PATH] [--dir DIR] [--smoke] [--json] [--keep]\n"
         "                    [--submits N] [--producers N] [--window N]\n"
         "                    [--quick] [--fetch-max N] [--fetch-window N] [--fetch-bytes N]\n"
+        "       relais-bench --replay ENDPOINT [--fetch-max N] [--fetch-window N] [--fetch-bytes N]\n"
         "  --intake PATH  relais-intake binary (default: the build tree's, next to this one)\n"
         "  --dir DIR      parent of the temporary data folder (default: $TMPDIR, else /tmp);\n"
         "                 put it on the disk you want measured, never on tmpfs\n"
@@ -1684,7 +1690,8 @@ s_usage (FILE *out)
         "  --producers N  producers of the second throughput run (default 8)\n"
         "  --window N     requests in flight per producer (default 1000)\n"
         "  --quick        skip A, A2, B and 5 (intake's own figures only)\n"
-        "  --fetch-max N  6: events per fetch (default 10000, at most 10000)\n"
+        "  --replay E     only phase 6, against the fetch endpoint E of a running service\n"
+        "  --fetch-max N  6: events per fetch (default 2000, at most 10000)\n"
         "  --fetch-window N  6: fetches in flight (default 2, at most 8)\n"
         "  --fetch-bytes N   6: max_bytes asked (default 8 MiB; 0: not asked, 1 MiB)\n");
 }
@@ -1736,7 +1743,7 @@ main (int argc, char *argv [])
     s_opts_t o = {
         .fsync_events = 2000, .group_events = 100000, .group_size = 1000,
         .raw_msgs = 200000, .submits = 50000, .producers = 8, .window = 1000,
-        .lone = 2000, .paced_rate = 1000, .paced_ms = 5000, .fetch_max = 10000,
+        .lone = 2000, .paced_rate = 1000, .paced_ms = 5000, .fetch_max = 2000,
         .fetch_window = 2, .fetch_bytes = RELAIS_FETCH_BYTES_MAX
     };
     uint64_t submits = 0, producers = 0, window = 0, value = 0;
@@ -1771,6 +1778,9 @@ main (int argc, char *argv [])
         if (strcmp (arg, "--window") == 0 && has_value
         &&  s_arg_uint (argv [i + 1], 1, &window) && window <= 50000)
             i++;
+        else
+        if (strcmp (arg, "--replay") == 0 && has_value)
+            o.replay = argv [++i];
         else
         if (strcmp (arg, "--fetch-max") == 0 && has_value
         &&  s_arg_uint (argv [i + 1], 1, &value) && value <= RELAIS_FETCH_MAX_EVENTS) {
@@ -1814,6 +1824,20 @@ main (int argc, char *argv [])
         o.producers = (uint32_t) producers;
     if (window)
         o.window = (uint32_t) window;
+
+    if (o.replay) {
+        //  Phase 6 alone, against a service already running: any log
+        s_fetch_t fetch;
+        memset (&fetch, 0, sizeof fetch);
+        char error [256] = "";
+        int rc = s_bench_fetch (o.replay, &o, &fetch, error, sizeof error);
+        printf ("replay %s: %llu events in %.3f s, %.0f events/s, %.1f MB/s, %llu fetches "
+                "(max %u, %u in flight, max_bytes %zu)%s%s\n", o.replay,
+                (unsigned long long) fetch.events, fetch.seconds, fetch.rate, fetch.mb_per_s,
+                (unsigned long long) fetch.requests, o.fetch_max, o.fetch_window,
+                o.fetch_bytes, rc? ": FAILED, ": "", rc? error: "");
+        return rc? EXIT_FAILURE: EXIT_SUCCESS;
+    }
 
     static s_results_t r;
     size_t used = 0;

@@ -111,6 +111,15 @@ int
     relais_poller_sendv (relais_poller_t *self, const void *const *parts,
                          const size_t *sizes, size_t count);
 
+//  As relais_poller_sendv, with one more part last: the bytes of *last
+//  (malloc'd, size bytes) are handed to libzmq without a copy, and freed
+//  once sent or refused; *last is nulled whatever happens. For large
+//  replies (fetch), where the copy and its page faults show.
+int
+    relais_poller_sendv_take (relais_poller_t *self, const void *const *parts,
+                              const size_t *sizes, size_t count, void **last,
+                              size_t size);
+
 //  Stop and close; the socket is destroyed once libuv has closed the handles.
 //  NULL-safe; nulls *self_p.
 void
@@ -253,6 +262,13 @@ int
 int
     relais_request_reply (relais_poller_t *poller, relais_request_t *req,
                           const void *data, size_t size);
+
+//  As relais_request_reply, but the reply's bytes (sbuf's) are handed to
+//  libzmq without a copy (relais_poller_sendv_take): sbuf is left empty and
+//  initialised, sent or not. Returns 0/-errno.
+int
+    relais_request_reply_take (relais_poller_t *poller, relais_request_t *req,
+                               msgpack_sbuffer *sbuf);
 
 //  Send an error reply; idem/rid echoed when given.
 int
