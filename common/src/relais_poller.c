@@ -265,13 +265,16 @@ s_free_taken (void *data, void *hint)
 
 int
 relais_poller_sendv_take (relais_poller_t *self, const void *const *parts,
-                          const size_t *sizes, size_t count, void **last, size_t size)
+                          const size_t *sizes, size_t count, void **last, size_t size,
+                          zmq_free_fn *release, void *hint)
 {
     void *data = *last;
     *last = NULL;
+    if (!release)
+        release = s_free_taken;
     zmq_msg_t msg;
-    if (data && zmq_msg_init_data (&msg, data, size, s_free_taken, NULL) != 0) {
-        free (data);
+    if (data && zmq_msg_init_data (&msg, data, size, release, hint) != 0) {
+        release (data, hint);
         return -ENOMEM;
     }
     if (!data)

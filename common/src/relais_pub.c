@@ -13,7 +13,31 @@
 #include "relais_log.h"
 #include "relais_fetch.h"
 
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
+
+//  Bytes of fetch replies that libzmq still holds (queued to peers that do
+//  not read, or not yet written to the socket), for the whole process: a
+//  reply's bytes are counted when handed over and uncounted when libzmq
+//  releases them (in its I/O thread). Over RELAIS_FETCH_QUEUED_MAX, fetches
+//  are refused as busy until the peers read: a peer that asks and never
+//  reads cannot make a service hold its log in memory many times over
+//  (the ROUTER's high-water mark counts messages, not bytes).
+static atomic_size_t s_fetch_queued;
+
+static void
+s_fetch_release (void *data, void *hint)
+{
+    atomic_fetch_sub (&s_fetch_queued, (size_t) (uintptr_t) hint);
+    free (data);
+}
+
+size_t
+relais_pub_fetch_queued (void)
+{
+    return atomic_load (&s_fetch_queued);
+}
 
 typedef struct {
     size_t topic_at, topic_len;
@@ -367,14 +391,23 @@ s_on_fetch_request (relais_poller_t *poller, zmsg_t **msg_p, void *arg)
     }
     if (f.budget > self->opts.fetch_max_bytes)
         f.budget = self->opts.fetch_max_bytes;
+    if (atomic_load (&s_fetch_queued) > RELAIS_FETCH_QUEUED_MAX) {
+        self->stats.fetch_busy++;
+        relais_error_set (&err, RELAIS_CODE_UNAVAILABLE, "",
+                          "too many fetch replies not yet read: retry later");
+        goto error;
+    }
     int rc = relais_store_read (self->store, s_fetch_read, &f);
     if (rc) {
         relais_error_set (&err, RELAIS_CODE_UNAVAILABLE, "", "log read failed");
         goto error;
     }
     self->stats.fetches++;
-    //  Up to 8 MiB: handed to libzmq as it is, not copied once more
-    relais_request_reply_take (poller, &req, &out);
+    //  Up to 8 MiB: handed to libzmq as it is, not copied once more, and
+    //  counted until libzmq releases it
+    atomic_fetch_add (&s_fetch_queued, out.size);
+    relais_request_reply_take (poller, &req, &out, s_fetch_release,
+                               (void *) (uintptr_t) out.size);
     goto done;
 
 error:

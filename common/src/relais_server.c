@@ -84,13 +84,16 @@ relais_request_reply (relais_poller_t *poller, relais_request_t *req,
 
 int
 relais_request_reply_take (relais_poller_t *poller, relais_request_t *req,
-                           msgpack_sbuffer *sbuf)
+                           msgpack_sbuffer *sbuf, zmq_free_fn *release, void *hint)
 {
     void *data = sbuf->data;
     size_t size = sbuf->size;
     msgpack_sbuffer_init (sbuf);
     if (!req->identity) {
-        free (data);
+        if (release)
+            release (data, hint);
+        else
+            free (data);
         return -EINVAL;
     }
     const void *parts [2];
@@ -102,7 +105,7 @@ relais_request_reply_take (relais_poller_t *poller, relais_request_t *req,
         parts [n] = "";
         sizes [n++] = 0;
     }
-    int rc = relais_poller_sendv_take (poller, parts, sizes, n, &data, size);
+    int rc = relais_poller_sendv_take (poller, parts, sizes, n, &data, size, release, hint);
     zframe_destroy (&req->identity);
     if (rc)
         relais_debug ("reply dropped error=%s", relais_strerror (rc));

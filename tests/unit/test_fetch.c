@@ -447,6 +447,66 @@ test_server_limits (void)
     relais_pub_stats (pub, &stats);
     CHECK (stats.fetch_errors == 2);
 
+    //  A peer that asks and never reads: past RELAIS_FETCH_QUEUED_MAX of
+    //  replies held by libzmq the fetches are refused as busy, and they are
+    //  served again once the peer has read its replies
+    zsock_t *greedy = zsock_new (ZMQ_DEALER);
+    CHECK (greedy);
+    zsock_set_rcvhwm (greedy, 1);
+    zsock_set_rcvbuf (greedy, 4096);
+    CHECK (zsock_connect (greedy, "%s", fetch_ep) == 0);
+    s_request (&req, 1, 10000, RELAIS_FETCH_BYTES_MAX);
+    uint64_t answered = stats.fetches + stats.fetch_busy;
+    const int asks = 48;                    //  about 2.8 MB each: 134 MB
+    for (int i = 0; i < asks; i++) {
+        CHECK (zmq_send (zsock_resolve (greedy), "", 0, ZMQ_SNDMORE) == 0);
+        CHECK (zmq_send (zsock_resolve (greedy), req.data, req.size, 0) == (int) req.size);
+    }
+    uint64_t deadline = relais_clock_mono () + 30 * 1000000ULL;
+    do {
+        uv_run (&loop, UV_RUN_NOWAIT);
+        relais_pub_stats (pub, &stats);
+        CHECK (relais_clock_mono () < deadline);
+    } while (stats.fetches + stats.fetch_busy < answered + (uint64_t) asks);
+    CHECK (stats.fetch_busy > 0);
+    CHECK (relais_pub_fetch_queued () > 0);
+    int served = 0, busy = 0;
+    for (int i = 0; i < asks; i++) {
+        zmq_pollitem_t item = { zsock_resolve (greedy), 0, ZMQ_POLLIN, 0 };
+        CHECK (zmq_poll (&item, 1, 10000) == 1);
+        zmq_msg_t frame;
+        zmq_msg_init (&frame);
+        do
+            CHECK (zmq_msg_recv (&frame, zsock_resolve (greedy), 0) >= 0);
+        while (zmq_msg_more (&frame));
+        relais_error_t err;
+        CHECK_OK (relais_fetch_parse (&c.page, zmq_msg_data (&frame), zmq_msg_size (&frame),
+                                      NULL, &err));
+        if (c.page.ok) {
+            CHECK (c.page.count == 10000);
+            served++;
+        }
+        else {
+            CHECK_STR (c.page.code, RELAIS_CODE_UNAVAILABLE);
+            busy++;
+        }
+        zmq_msg_close (&frame);
+    }
+    fprintf (stderr, "    a peer that does not read: %d fetches served, %d refused as busy\n",
+             served, busy);
+    CHECK (served > 0 && busy > 0 && served + busy == asks);
+    zsock_destroy (&greedy);
+    //  Read (or dropped with the peer): the bytes are released
+    deadline = relais_clock_mono () + 10 * 1000000ULL;
+    while (relais_pub_fetch_queued () > 0) {
+        uv_run (&loop, UV_RUN_NOWAIT);
+        usleep (1000);
+        CHECK (relais_clock_mono () < deadline);
+    }
+    s_request (&req, 1, 0, 0);
+    CHECK_OK (s_fetch (&c, &req));
+    CHECK (c.page.ok && c.page.count == 1000);
+
     msgpack_sbuffer_destroy (&req);
     zmq_msg_close (&c.frame);
     relais_fetch_page_release (&c.page);

@@ -112,13 +112,15 @@ int
                          const size_t *sizes, size_t count);
 
 //  As relais_poller_sendv, with one more part last: the bytes of *last
-//  (malloc'd, size bytes) are handed to libzmq without a copy, and freed
-//  once sent or refused; *last is nulled whatever happens. For large
-//  replies (fetch), where the copy and its page faults show.
+//  (malloc'd, size bytes) are handed to libzmq without a copy, and released
+//  once sent or refused by release (data, hint), which must free them and
+//  may run in libzmq's I/O thread (NULL: free); *last is nulled whatever
+//  happens. For large replies (fetch), where the copy and its page faults
+//  show.
 int
     relais_poller_sendv_take (relais_poller_t *self, const void *const *parts,
                               const size_t *sizes, size_t count, void **last,
-                              size_t size);
+                              size_t size, zmq_free_fn *release, void *hint);
 
 //  Stop and close; the socket is destroyed once libuv has closed the handles.
 //  NULL-safe; nulls *self_p.
@@ -166,11 +168,19 @@ typedef struct {
     uint64_t published;             //  events sent on PUB
     uint64_t heartbeats;
     uint64_t fetches;               //  fetch requests served
-    uint64_t fetch_errors;          //  bad fetch requests
+    uint64_t fetch_errors;          //  bad fetch requests, and fetches refused as busy
+    uint64_t fetch_busy;            //  fetches refused: too many reply bytes queued
     uint64_t rebinds;               //  PUB re-bound after a certificate was revoked
 } relais_pub_stats_t;
 void
     relais_pub_stats (relais_pub_t *self, relais_pub_stats_t *stats);
+
+//  Fetch reply bytes that libzmq still holds, for the whole process. Over
+//  RELAIS_FETCH_QUEUED_MAX, fetch requests are answered {ok: false, code:
+//  "unavailable"} (counted in fetch_busy) until the peers read theirs.
+#define RELAIS_FETCH_QUEUED_MAX     (64u * 1024 * 1024)
+size_t
+    relais_pub_fetch_queued (void);
 
 //  Stop timers and sockets. NULL-safe; nulls *self_p.
 void
@@ -264,11 +274,11 @@ int
                           const void *data, size_t size);
 
 //  As relais_request_reply, but the reply's bytes (sbuf's) are handed to
-//  libzmq without a copy (relais_poller_sendv_take): sbuf is left empty and
-//  initialised, sent or not. Returns 0/-errno.
+//  libzmq without a copy (relais_poller_sendv_take, release and hint as
+//  there): sbuf is left empty and initialised, sent or not. Returns 0/-errno.
 int
     relais_request_reply_take (relais_poller_t *poller, relais_request_t *req,
-                               msgpack_sbuffer *sbuf);
+                               msgpack_sbuffer *sbuf, zmq_free_fn *release, void *hint);
 
 //  Send an error reply; idem/rid echoed when given.
 int
