@@ -256,6 +256,47 @@ relais_poller_sendv (relais_poller_t *self, const void *const *parts,
     return 0;
 }
 
+static void
+s_free_taken (void *data, void *hint)
+{
+    (void) hint;
+    free (data);
+}
+
+int
+relais_poller_sendv_take (relais_poller_t *self, const void *const *parts,
+                          const size_t *sizes, size_t count, void **last, size_t size,
+                          zmq_free_fn *release, void *hint)
+{
+    void *data = *last;
+    *last = NULL;
+    if (!release)
+        release = s_free_taken;
+    zmq_msg_t msg;
+    if (data && zmq_msg_init_data (&msg, data, size, release, hint) != 0) {
+        release (data, hint);
+        return -ENOMEM;
+    }
+    if (!data)
+        zmq_msg_init (&msg);
+    int rc = 0;
+    void *handle = self->closed? NULL: zsock_resolve (self->sock);
+    if (!handle)
+        rc = -ESHUTDOWN;
+    for (size_t i = 0; rc == 0 && i < count; i++)
+        if (zmq_send (handle, parts [i], sizes [i], ZMQ_DONTWAIT | ZMQ_SNDMORE) < 0) {
+            int err = zmq_errno ();
+            rc = -(err? err: EAGAIN);   //  refused at the first part, whole
+        }
+    if (rc == 0 && zmq_msg_send (&msg, handle, ZMQ_DONTWAIT) < 0) {
+        int err = zmq_errno ();
+        rc = -(err? err: EAGAIN);
+    }
+    if (rc)
+        zmq_msg_close (&msg);           //  frees the bytes (libzmq owns them)
+    return rc;
+}
+
 int
 relais_poller_send (relais_poller_t *self, zmsg_t **msg_p)
 {

@@ -11,8 +11,33 @@
 #include "relais_security.h"
 #include "relais_clock.h"
 #include "relais_log.h"
+#include "relais_fetch.h"
 
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
+
+//  Bytes of fetch replies that libzmq still holds (queued to peers that do
+//  not read, or not yet written to the socket), for the whole process: a
+//  reply's bytes are counted when handed over and uncounted when libzmq
+//  releases them (in its I/O thread). Over RELAIS_FETCH_QUEUED_MAX, fetches
+//  are refused as busy until the peers read: a peer that asks and never
+//  reads cannot make a service hold its log in memory many times over
+//  (the ROUTER's high-water mark counts messages, not bytes).
+static atomic_size_t s_fetch_queued;
+
+static void
+s_fetch_release (void *data, void *hint)
+{
+    atomic_fetch_sub (&s_fetch_queued, (size_t) (uintptr_t) hint);
+    free (data);
+}
+
+size_t
+relais_pub_fetch_queued (void)
+{
+    return atomic_load (&s_fetch_queued);
+}
 
 typedef struct {
     size_t topic_at, topic_len;
@@ -191,6 +216,7 @@ typedef struct {
     relais_pub_t *self;
     uint64_t from;
     uint64_t max;
+    size_t budget;                  //  bytes of events, at least one event sent
     const msgpack_object *rid;
     msgpack_sbuffer *out;
     uint64_t count;                 //  entries in self->fetched
@@ -205,7 +231,7 @@ s_fetch_collect (uint64_t seq, const void *bytes, size_t size, void *arg)
     s_fetch_t *f = (s_fetch_t *) arg;
     if (seq != f->from + f->count)
         return 1;                   //  a gap: the reply stops before it
-    if (f->count && f->bytes + size > f->self->opts.fetch_max_bytes)
+    if (f->count && f->bytes + size > f->budget)
         return 1;
     f->self->fetched [f->count].data = bytes;
     f->self->fetched [f->count].size = size;
@@ -340,7 +366,10 @@ s_on_fetch_request (relais_poller_t *poller, zmsg_t **msg_p, void *arg)
         relais_error_set (&err, RELAIS_CODE_UNKNOWN_OP, "op", "this endpoint serves fetch and status");
         goto error;
     }
-    s_fetch_t f = { self, 0, self->opts.fetch_max_events, rid, &out, 0, 0 };
+    //  Without max or max_bytes a reply holds what it always did (1,000
+    //  events, 1 MiB), so a client that never asks more never receives more
+    s_fetch_t f = { self, 0, RELAIS_FETCH_MAX_DEFAULT, RELAIS_FETCH_BYTES_DEFAULT,
+                    rid, &out, 0, 0 };
     if (!relais_msg_uint (relais_msg_get (&msg.root, "from"), &f.from) || f.from == 0) {
         relais_error_set (&err, RELAIS_CODE_INVALID, "from", "required, an integer >= 1");
         goto error;
@@ -351,8 +380,25 @@ s_on_fetch_request (relais_poller_t *poller, zmsg_t **msg_p, void *arg)
             relais_error_set (&err, RELAIS_CODE_INVALID, "max", "an integer >= 1");
             goto error;
         }
-        if (f.max > self->opts.fetch_max_events)
-            f.max = self->opts.fetch_max_events;
+    }
+    if (f.max > self->opts.fetch_max_events)
+        f.max = self->opts.fetch_max_events;
+    const msgpack_object *max_bytes = relais_msg_get (&msg.root, "max_bytes");
+    if (max_bytes) {
+        uint64_t budget;
+        if (!relais_msg_uint (max_bytes, &budget) || budget == 0) {
+            relais_error_set (&err, RELAIS_CODE_INVALID, "max_bytes", "an integer >= 1");
+            goto error;
+        }
+        f.budget = budget < SIZE_MAX? (size_t) budget: SIZE_MAX;
+    }
+    if (f.budget > self->opts.fetch_max_bytes)
+        f.budget = self->opts.fetch_max_bytes;
+    if (atomic_load (&s_fetch_queued) > RELAIS_FETCH_QUEUED_MAX) {
+        self->stats.fetch_busy++;
+        relais_error_set (&err, RELAIS_CODE_UNAVAILABLE, "",
+                          "too many fetch replies not yet read: retry later");
+        goto error;
     }
     int rc = relais_store_read (self->store, s_fetch_read, &f);
     if (rc) {
@@ -360,7 +406,11 @@ s_on_fetch_request (relais_poller_t *poller, zmsg_t **msg_p, void *arg)
         goto error;
     }
     self->stats.fetches++;
-    relais_request_reply (poller, &req, out.data, out.size);
+    //  Up to 8 MiB: handed to libzmq as it is, not copied once more, and
+    //  counted until libzmq releases it
+    atomic_fetch_add (&s_fetch_queued, out.size);
+    relais_request_reply_take (poller, &req, &out, s_fetch_release,
+                               (void *) (uintptr_t) out.size);
     goto done;
 
 error:
@@ -395,9 +445,11 @@ relais_pub_new (uv_loop_t *loop, relais_store_t *store, const relais_pub_opts_t 
     if (!self->opts.heartbeat_ms)
         self->opts.heartbeat_ms = 1000;
     if (!self->opts.fetch_max_bytes)
-        self->opts.fetch_max_bytes = 1024 * 1024;
-    if (!self->opts.fetch_max_events)
-        self->opts.fetch_max_events = 1000;
+        self->opts.fetch_max_bytes = RELAIS_FETCH_BYTES_MAX;
+    if (self->opts.fetch_max_bytes > RELAIS_FETCH_BYTES_MAX)
+        self->opts.fetch_max_bytes = RELAIS_FETCH_BYTES_MAX;
+    if (!self->opts.fetch_max_events || self->opts.fetch_max_events > RELAIS_FETCH_MAX_EVENTS)
+        self->opts.fetch_max_events = RELAIS_FETCH_MAX_EVENTS;
     if (!self->opts.sndhwm)
         self->opts.sndhwm = 100000;
     self->fetched = (s_fetched_t *) calloc (self->opts.fetch_max_events, sizeof *self->fetched);

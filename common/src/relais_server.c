@@ -83,6 +83,36 @@ relais_request_reply (relais_poller_t *poller, relais_request_t *req,
 }
 
 int
+relais_request_reply_take (relais_poller_t *poller, relais_request_t *req,
+                           msgpack_sbuffer *sbuf, zmq_free_fn *release, void *hint)
+{
+    void *data = sbuf->data;
+    size_t size = sbuf->size;
+    msgpack_sbuffer_init (sbuf);
+    if (!req->identity) {
+        if (release)
+            release (data, hint);
+        else
+            free (data);
+        return -EINVAL;
+    }
+    const void *parts [2];
+    size_t sizes [2];
+    size_t n = 0;
+    parts [n] = zframe_data (req->identity);
+    sizes [n++] = zframe_size (req->identity);
+    if (req->delimiter) {
+        parts [n] = "";
+        sizes [n++] = 0;
+    }
+    int rc = relais_poller_sendv_take (poller, parts, sizes, n, &data, size, release, hint);
+    zframe_destroy (&req->identity);
+    if (rc)
+        relais_debug ("reply dropped error=%s", relais_strerror (rc));
+    return rc;
+}
+
+int
 relais_request_error (relais_poller_t *poller, relais_request_t *req,
                       const relais_error_t *err, const msgpack_object *idem,
                       const msgpack_object *rid)

@@ -24,6 +24,11 @@
 #define S_MAX_TOPICS    16
 #define S_TICK_MS       200
 #define S_EVENT_LIMITS  { 4 * RELAIS_MSG_MAX_BYTES, 0, 0 }
+//  A subscriber's fetch asks no max_bytes: each reply holds at most the
+//  default 1 MiB budget, or one event over it (at most 256 KiB, as live),
+//  so at most 1.3 M objects - within both limits, whatever fetch_max is
+//  (proto/README §4). A subscriber that asked a larger budget would have to
+//  raise max_objects with it: every object takes at least one byte.
 #define S_FETCH_LIMITS  { 64 * 1024 * 1024, 0, 1 << 22 }
 
 typedef struct {

@@ -13,6 +13,11 @@
       --e2e-rate R      paced events/s for end-to-end latency (default 1000)
       --e2e-count N     events per end-to-end run (default 3000)
       --run N           a number unique per run against one server (idems)
+      --page N          replay: events per request, Relais's fetch max and
+                        Redis's XRANGE COUNT alike (default 2000, at most
+                        10000, the fetch protocol's limit; Relais asks an
+                        8 MiB byte budget, so the count decides)
+      --replay-window N replay, Relais: fetches in flight (default 2, 1..8)
     It runs, in order: throughput with 1, 100 and 1000 events in flight,
     end-to-end to 1 then 3 subscribers, replay of everything stored. It
     prints one JSON object on stdout: figures, or null for a phase that
@@ -439,6 +444,7 @@ s_run (const pb_driver_t *driver, pb_ctx_t *ctx, const s_opts_t *o)
     s_num ("replay_events", rc? NAN: (double) replay.count, "%.0f");
     s_num ("replay_rate", rc? NAN: replay.rate, "%.1f");
     s_str ("replay", rc == -ENOTSUP? "not offered": rc? "failed": "ok");
+    s_num ("replay_page", ctx->page, "%.0f");
     failed |= rc != 0 && rc != -ENOTSUP;
     return failed? -1: 0;
 }
@@ -461,7 +467,8 @@ s_usage (void)
     fprintf (stderr,
         "usage: relais-peerbench --system relais|redis|nats|mosquitto [--endpoint E]\n"
         "         [--pub E --fetch E] [--count1 N] [--count100 N] [--count1000 N]\n"
-        "         [--e2e-rate R] [--e2e-count N] [--run N]\n");
+        "         [--e2e-rate R] [--e2e-count N] [--run N] [--page N]\n"
+        "         [--replay-window N]\n");
 }
 
 int
@@ -471,6 +478,8 @@ main (int argc, char **argv)
     const char *system = NULL;
     pb_ctx_t ctx;
     memset (&ctx, 0, sizeof ctx);
+    ctx.page = 2000;
+    ctx.window = 2;
     for (int i = 1; i < argc; i += 2) {
         const char *arg = argv [i];
         const char *value = i + 1 < argc? argv [i + 1]: NULL;
@@ -506,6 +515,12 @@ main (int argc, char **argv)
             else
             if (strcmp (arg, "--run") == 0 && n < 10000)
                 o.run = (uint32_t) n;
+            else
+            if (strcmp (arg, "--page") == 0 && n <= 10000)
+                ctx.page = (uint32_t) n;
+            else
+            if (strcmp (arg, "--replay-window") == 0 && n <= 8)
+                ctx.window = (uint32_t) n;
             else
                 ok = false;
         }

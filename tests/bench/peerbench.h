@@ -40,6 +40,9 @@ typedef struct {
     const char *pub;                //  relais: intake's PUB endpoint
     const char *fetch;              //  relais: intake's fetch endpoint
     uint32_t run;                   //  run number, part of every idem
+    uint32_t page;                  //  replay: events per request (relais fetch max,
+                                    //  redis XRANGE COUNT), the same for both
+    uint32_t window;                //  replay, relais: fetches in flight
     char error [256];               //  the first failure, for the report
 } pb_ctx_t;
 

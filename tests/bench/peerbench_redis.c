@@ -280,8 +280,9 @@ s_replay (pb_ctx_t *ctx, pb_rate_t *out)
     char from [64] = "-";
     uint64_t events = 0, start = pb_now_us ();
     while (rc == 0) {
-        redisReply *reply = (redisReply *) redisCommand (c, "XRANGE %s %s + COUNT 1000",
-                                                         S_STREAM, from);
+        //  COUNT: the page Relais's replay asks too (--page)
+        redisReply *reply = (redisReply *) redisCommand (c, "XRANGE %s %s + COUNT %u",
+                                                         S_STREAM, from, ctx->page);
         if (!reply || reply->type != REDIS_REPLY_ARRAY) {
             rc = pb_fail (ctx, -EPROTO, "redis: XRANGE failed (%s)",
                           reply && reply->type == REDIS_REPLY_ERROR? reply->str: c->errstr);

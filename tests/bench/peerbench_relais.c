@@ -8,13 +8,17 @@
     store's write-ahead log is fdatasync'd.
     End to end: raw SUB sockets on intake's PUB (every signal.created
     envelope carries its seq; one producer on one DEALER gets the seqs in
-    order, which the acks confirm). Replay: fetch from seq 1 until last.
+    order, which the acks confirm). Replay: fetch from seq 1 until last,
+    pipelined (bench_replay.c).
     @discuss
-    Every reply and event is decoded by relais_msg_decode (pre-walk, limits).
+    Every ack and event is decoded by relais_msg_decode (pre-walk, limits);
+    fetch replies by relais_fetch_parse (a bounded walk, no object tree).
     =========================================================================
 */
 #include "peerbench.h"
 
+#include "bench_replay.h"
+#include "relais_fetch.h"
 #include "relais_msg.h"
 
 #include <czmq.h>
@@ -395,63 +399,22 @@ s_e2e (pb_ctx_t *ctx, uint64_t rate, pb_e2e_t *e2e)
 static int
 s_replay (pb_ctx_t *ctx, pb_rate_t *out)
 {
-    //  A fetch reply holds up to 1 MiB of events (proto/README §4)
-    relais_msg_limits_t limits = { 64u << 20, 16, 1u << 24 };
-    zsock_t *sock = s_dealer (ctx->fetch);
-    if (!sock)
-        return pb_fail (ctx, -EINVAL, "cannot connect to %s", ctx->fetch);
-    msgpack_sbuffer sbuf;
-    msgpack_sbuffer_init (&sbuf);
-    int rc = 0;
-    uint64_t from = 1, last = UINT64_MAX, events = 0;
-    uint64_t start = pb_now_us ();
-    while (rc == 0 && from <= last) {
-        msgpack_sbuffer_clear (&sbuf);
-        msgpack_packer pk;
-        msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
-        msgpack_pack_map (&pk, 3);
-        relais_pack_kv_str (&pk, "op", "fetch");
-        relais_pack_kv_uint (&pk, "from", from);
-        relais_pack_kv_uint (&pk, "max", 1000);
-        if ((rc = s_send (sock, sbuf.data, sbuf.size)))
-            break;
-        int ready = s_poll (sock, (long) (PB_STALL_US / 1000));
-        if (ready <= 0) {
-            rc = pb_fail (ctx, ready? ready: -ETIMEDOUT, "no fetch reply from=%" PRIu64, from);
-            break;
-        }
-        s_reply_t reply;
-        if ((rc = s_reply_recv (sock, &reply, 0, &limits))) {
-            pb_fail (ctx, rc, "undecodable fetch reply");
-            break;
-        }
-        const msgpack_object *array = relais_msg_get (&reply.msg.root, "events");
-        if (!s_reply_ok (&reply) || !array || array->type != MSGPACK_OBJECT_ARRAY)
-            rc = s_reply_fail (ctx, &reply);
-        else {
-            if (last == UINT64_MAX)
-                relais_msg_uint (relais_msg_get (&reply.msg.root, "last"), &last);
-            uint32_t n = array->via.array.size;
-            for (uint32_t i = 0; i < n; i++) {
-                uint64_t seq = 0;
-                relais_msg_uint (relais_msg_get (&array->via.array.ptr [i], "seq"), &seq);
-                if (seq != from)
-                    rc = pb_fail (ctx, -EPROTO, "fetch: seq %" PRIu64 " where %" PRIu64
-                                  " was due", seq, from);
-                from = seq + 1;
-            }
-            events += n;
-            if (n == 0)
-                last = 0;           //  nothing more: stop
-        }
-        s_reply_release (&reply);
-    }
-    out->count = events;
-    out->seconds = (double) (pb_now_us () - start) / 1e6;
-    out->rate = (double) events / out->seconds;
-    msgpack_sbuffer_destroy (&sbuf);
-    zsock_destroy (&sock);
-    return rc;
+    //  Pages of ctx->page events with the largest byte budget the protocol
+    //  offers (8 MiB), ctx->window fetches in flight, each reply read by
+    //  relais_fetch_parse (bench_replay.c)
+    bench_replay_t replay;
+    memset (&replay, 0, sizeof replay);
+    replay.page = ctx->page;
+    replay.window = ctx->window;
+    replay.max_bytes = RELAIS_FETCH_BYTES_MAX;
+    replay.stall_ms = PB_STALL_US / 1000;
+    int rc = bench_replay_run (ctx->fetch, &replay);
+    if (rc)
+        return pb_fail (ctx, rc, "replay: %s", replay.error);
+    out->count = replay.events;
+    out->seconds = (double) (replay.end_us - replay.start_us) / 1e6;
+    out->rate = (double) replay.events / out->seconds;
+    return 0;
 }
 
 const pb_driver_t pb_relais_driver = { "relais", s_throughput, s_e2e, s_replay };

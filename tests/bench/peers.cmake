@@ -13,7 +13,7 @@ pkg_check_modules (MOSQUITTO IMPORTED_TARGET libmosquitto)
 set (RELAIS_PEERS_SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/peers.py)
 if (HIREDIS_FOUND AND NATS_FOUND AND MOSQUITTO_FOUND)
     add_executable (relais-peerbench peerbench.c peerbench_relais.c peerbench_redis.c
-                                     peerbench_nats.c peerbench_mqtt.c)
+                                     peerbench_nats.c peerbench_mqtt.c bench_replay.c)
     target_link_libraries (relais-peerbench PRIVATE relais PkgConfig::HIREDIS PkgConfig::NATS
                            PkgConfig::MOSQUITTO Threads::Threads m)
     set (RELAIS_PEERBENCH $<TARGET_FILE:relais-peerbench>)

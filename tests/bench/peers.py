@@ -10,7 +10,7 @@ medians with a "Relais / best peer" column, and each system's durability at
 its settings. See BENCHMARKS.md.
 
     tests/bench/peers.py [--rounds N] [--quick] [--only relais,redis,...]
-                         [--dir DIR] [--json FILE]
+                         [--dir DIR] [--json FILE] [--page N] [--replay-window N]
     cmake --build build --target bench-peers          (the same, from CMake)
 
 Only the servers this script started are stopped, by pid (also on Ctrl-C or
@@ -306,6 +306,11 @@ def main():
     ap.add_argument("--no-install", action="store_true", help="do not run install-deps.sh --bench")
     ap.add_argument("--dir", default=os.environ.get("TMPDIR", "/var/tmp"),
                     help="parent of the temporary data folders (must be a disk, not tmpfs)")
+    ap.add_argument("--page", type=int, default=2000,
+                    help="replay: events per request, Relais's fetch max and Redis's "
+                         "XRANGE COUNT alike (1..10000, default 2000)")
+    ap.add_argument("--replay-window", type=int, default=2,
+                    help="replay: Relais fetches in flight (1..8, default 2)")
     ap.add_argument("--json", help="also write every round's figures to this file")
     args = ap.parse_args()
 
@@ -318,6 +323,10 @@ def main():
     profile.pop("rounds", None)
     if rounds < 1:
         ap.error("--rounds must be at least 1")
+    if not 1 <= args.page <= 10000:
+        ap.error("--page must be 1..10000 (the fetch protocol's max)")
+    if not 1 <= args.replay_window <= 8:
+        ap.error("--replay-window must be 1..8")
 
     atexit.register(stop_all)
     signal.signal(signal.SIGTERM, on_signal)
@@ -359,7 +368,8 @@ def main():
     errors = []
     counts = ["--count1", str(profile["count1"]), "--count100", str(profile["count100"]),
               "--count1000", str(profile["count1000"]), "--e2e-rate", str(profile["e2e_rate"]),
-              "--e2e-count", str(profile["e2e_count"])]
+              "--e2e-count", str(profile["e2e_count"]),
+              "--page", str(args.page), "--replay-window", str(args.replay_window)]
     for rnd in range(rounds):
         # Alternate: each round starts with the next system
         order = systems[rnd % len(systems):] + systems[:rnd % len(systems)]
@@ -390,6 +400,8 @@ def main():
     print(f"peers.py - {profile['count1']:,} / {profile['count100']:,} / {profile['count1000']:,} "
           f"events with 1 / 100 / 1000 in flight; end to end paced at {profile['e2e_rate']:,}/s "
           f"x {profile['e2e_count']:,} events; 300-byte MessagePack events")
+    print(f"replay: pages of {args.page:,} events for Relais (fetch max, {args.replay_window} "
+          f"in flight) and Redis (XRANGE COUNT, one at a time)")
     print(f"machine: {os.cpu_count()} CPUs, data folders in {base} ({fs})"
           + ("  WARNING: in memory, fsync costs nothing" if fs in ("tmpfs", "ramfs") else ""))
     for s, v in versions(systems, intake).items():

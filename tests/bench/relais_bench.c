@@ -21,8 +21,18 @@
     @discuss
     Usage: relais-bench [--intake PATH] [--dir DIR] [--smoke] [--json]
                         [--keep] [--submits N] [--producers N] [--window N]
-                        [--quick]
+                        [--quick] [--fetch-max N] [--fetch-window N]
+                        [--fetch-bytes N]
+           relais-bench --replay ENDPOINT [--fetch-max N] [--fetch-window N]
+                        [--fetch-bytes N]
     --quick skips A, A2, B and 5: intake's own figures, for quick compares.
+    Phase 6 asks pages of --fetch-max events (default 2000) with a byte
+    budget of --fetch-bytes (default 8 MiB, so that the count decides;
+    0: not asked, the server's 1 MiB), --fetch-window fetches in flight
+    (default 2); --fetch-max 1000 --fetch-window 1 --fetch-bytes 0 is the
+    client before issue #11's replay work, less its full decode of every
+    event into msgpack objects. --replay E runs phase 6 alone against the
+    fetch endpoint of a service already running, with the same options.
     The bench starts intake itself: a temporary folder (mkdtemp under --dir,
     $TMPDIR or /tmp) holds the deployment file, the data and the ipc://
     sockets; intake is stopped with SIGTERM by its pid and the folder is
@@ -32,7 +42,9 @@
     phase ran to completion (every request answered, every ack "ok").
     =========================================================================
 */
+#include "bench_replay.h"
 #include "relais_clock.h"
+#include "relais_fetch.h"
 #include "relais_log.h"
 #include "relais_msg.h"
 #include "relais_store.h"
@@ -68,6 +80,7 @@ static volatile sig_atomic_t s_interrupted = 0;
 typedef struct {
     const char *intake;             //  path of relais-intake
     const char *base;               //  parent of the temporary folder
+    const char *replay;             //  --replay: only phase 6, against this endpoint
     bool smoke, json, keep, quick;
     uint64_t fsync_events;          //  A
     uint64_t group_events;          //  A2
@@ -80,6 +93,8 @@ typedef struct {
     uint64_t paced_rate;            //  5, submits per second
     uint64_t paced_ms;              //  5, duration
     uint32_t fetch_max;             //  6, events asked per fetch
+    uint32_t fetch_window;          //  6, fetches in flight
+    size_t fetch_bytes;             //  6, max_bytes asked (0: not asked, 1 MiB)
 } s_opts_t;
 
 typedef struct {
@@ -1127,84 +1142,29 @@ done:
 //  6: fetch replay of the whole log
 
 static int
-s_bench_fetch (const char *endpoint, uint32_t max, s_fetch_t *result, char *error,
+s_bench_fetch (const char *endpoint, const s_opts_t *o, s_fetch_t *result, char *error,
                size_t error_size)
 {
-    //  A fetch reply holds up to a byte budget of events (1 MiB by default):
-    //  far above the limits of one request.
-    relais_msg_limits_t limits = { 64u << 20, 16, 1u << 24 };
-    zsock_t *sock = s_dealer_new (endpoint);
-    if (!sock)
-        return -ENOMEM;
-    msgpack_sbuffer sbuf;
-    msgpack_sbuffer_init (&sbuf);
-    int rc = 0;
-    uint64_t from = 1, last = UINT64_MAX, expected = 0;
-    result->contiguous = true;
-    uint64_t start = relais_clock_mono ();
-    while (from <= last && !s_interrupted) {
-        msgpack_sbuffer_clear (&sbuf);
-        msgpack_packer pk;
-        msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
-        msgpack_pack_map (&pk, 3);
-        relais_pack_kv_str (&pk, "op", "fetch");
-        relais_pack_kv_uint (&pk, "from", from);
-        relais_pack_kv_uint (&pk, "max", max);
-        if ((rc = s_send_request (sock, sbuf.data, sbuf.size)))
-            break;
-        int ready = s_poll_in (sock, (long) (S_STALL_US / 1000));
-        if (ready <= 0) {
-            snprintf (error, error_size, "no fetch reply from=%llu", (unsigned long long) from);
-            rc = ready? ready: -ETIMEDOUT;
-            break;
-        }
-        s_reply_t reply;
-        if ((rc = s_reply_recv (sock, &reply, false, &limits))) {
-            snprintf (error, error_size, "undecodable fetch reply (%s)", relais_strerror (rc));
-            break;
-        }
-        result->requests++;
-        result->bytes += zmq_msg_size (&reply.frame);
-        const msgpack_object *events = relais_msg_get (&reply.msg.root, "events");
-        if (!s_reply_ok (&reply) || !events || events->type != MSGPACK_OBJECT_ARRAY) {
-            s_reply_error (&reply, error, error_size);
-            s_reply_release (&reply);
-            rc = -EPROTO;
-            break;
-        }
-        if (last == UINT64_MAX)
-            last = s_reply_uint (&reply, "last");
-        if (expected == 0)
-            expected = from;
-        uint32_t n = events->via.array.size;
-        for (uint32_t i = 0; i < n; i++) {
-            uint64_t seq = 0;
-            relais_msg_uint (relais_msg_get (&events->via.array.ptr [i], "seq"), &seq);
-            if (seq != expected)
-                result->contiguous = false;
-            expected = seq + 1;
-        }
-        result->events += n;
-        s_reply_release (&reply);
-        if (n == 0)
-            break;
-        from = expected;
-    }
-    uint64_t end = relais_clock_mono ();
-    result->last = last == UINT64_MAX? 0: last;
-    result->seconds = s_seconds (start, end);
+    //  bench_replay.c: pages of fetch_max events, fetch_window requests in
+    //  flight, each reply read by relais_fetch_parse; every seq is checked
+    bench_replay_t replay;
+    memset (&replay, 0, sizeof replay);
+    replay.page = o->fetch_max;
+    replay.window = o->fetch_window;
+    replay.max_bytes = o->fetch_bytes;
+    replay.stall_ms = S_STALL_US / 1000;
+    replay.interrupted = (volatile int *) &s_interrupted;
+    int rc = bench_replay_run (endpoint, &replay);
+    result->events = replay.events;
+    result->requests = replay.requests;
+    result->bytes = replay.bytes;
+    result->last = replay.last;
+    result->contiguous = rc == 0;
+    result->seconds = s_seconds (replay.start_us, replay.end_us);
     result->rate = (double) result->events / result->seconds;
     result->mb_per_s = (double) result->bytes / 1e6 / result->seconds;
-    if (!rc && (result->events != result->last || !result->contiguous)) {
-        snprintf (error, error_size, "replayed %llu events of %llu%s",
-                  (unsigned long long) result->events, (unsigned long long) result->last,
-                  result->contiguous? "": ", not contiguous");
-        rc = -EPROTO;
-    }
-    if (s_interrupted && !rc)
-        rc = -EINTR;
-    msgpack_sbuffer_destroy (&sbuf);
-    zsock_destroy (&sock);
+    if (rc)
+        snprintf (error, error_size, "%s", replay.error);
     return rc;
 }
 
@@ -1682,7 +1642,8 @@ s_print_table (const s_results_t *r, const s_opts_t *o)
     printf ("  %-4s %-52s %9llu  p50 %7.3f ms       p99 %.3f ms, max %.3f ms, sent at %.0f/s\n",
             "5", what, (unsigned long long) r->paced.samples, r->paced.p50_ms, r->paced.p99_ms,
             r->paced.max_ms, r->paced.actual_rate);
-    snprintf (what, sizeof what, "fetch replay of the whole log (max %u per fetch)", o->fetch_max);
+    snprintf (what, sizeof what, "fetch replay of the whole log (max %u, %u in flight)",
+              o->fetch_max, o->fetch_window);
     printf ("  %-4s %-52s %9llu  %12.0f events/s  %.1f MB/s, intake CPU %.2f us/event, "
             "%llu fetches, %s\n", "6", what,
             (unsigned long long) r->fetch.events, r->fetch.rate, r->fetch.mb_per_s, r->fetch.cpu_us,
@@ -1718,6 +1679,8 @@ s_usage (FILE *out)
     fprintf (out,
         "usage: relais-bench [--intake PATH] [--dir DIR] [--smoke] [--json] [--keep]\n"
         "                    [--submits N] [--producers N] [--window N]\n"
+        "                    [--quick] [--fetch-max N] [--fetch-window N] [--fetch-bytes N]\n"
+        "       relais-bench --replay ENDPOINT [--fetch-max N] [--fetch-window N] [--fetch-bytes N]\n"
         "  --intake PATH  relais-intake binary (default: the build tree's, next to this one)\n"
         "  --dir DIR      parent of the temporary data folder (default: $TMPDIR, else /tmp);\n"
         "                 put it on the disk you want measured, never on tmpfs\n"
@@ -1727,7 +1690,11 @@ s_usage (FILE *out)
         "  --submits N    submits of each throughput run (default 50000)\n"
         "  --producers N  producers of the second throughput run (default 8)\n"
         "  --window N     requests in flight per producer (default 1000)\n"
-        "  --quick        skip A, A2, B and 5 (intake's own figures only)\n");
+        "  --quick        skip A, A2, B and 5 (intake's own figures only)\n"
+        "  --replay E     only phase 6, against the fetch endpoint E of a running service\n"
+        "  --fetch-max N  6: events per fetch (default 2000, at most 10000)\n"
+        "  --fetch-window N  6: fetches in flight (default 2, at most 8)\n"
+        "  --fetch-bytes N   6: max_bytes asked (default 8 MiB; 0: not asked, 1 MiB)\n");
 }
 
 static bool
@@ -1777,9 +1744,10 @@ main (int argc, char *argv [])
     s_opts_t o = {
         .fsync_events = 2000, .group_events = 100000, .group_size = 1000,
         .raw_msgs = 200000, .submits = 50000, .producers = 8, .window = 1000,
-        .lone = 2000, .paced_rate = 1000, .paced_ms = 5000, .fetch_max = 1000
+        .lone = 2000, .paced_rate = 1000, .paced_ms = 5000, .fetch_max = 2000,
+        .fetch_window = 2, .fetch_bytes = RELAIS_FETCH_BYTES_MAX
     };
-    uint64_t submits = 0, producers = 0, window = 0;
+    uint64_t submits = 0, producers = 0, window = 0, value = 0;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv [i];
         bool has_value = i + 1 < argc;
@@ -1812,6 +1780,27 @@ main (int argc, char *argv [])
         &&  s_arg_uint (argv [i + 1], 1, &window) && window <= 50000)
             i++;
         else
+        if (strcmp (arg, "--replay") == 0 && has_value)
+            o.replay = argv [++i];
+        else
+        if (strcmp (arg, "--fetch-max") == 0 && has_value
+        &&  s_arg_uint (argv [i + 1], 1, &value) && value <= RELAIS_FETCH_MAX_EVENTS) {
+            o.fetch_max = (uint32_t) value;
+            i++;
+        }
+        else
+        if (strcmp (arg, "--fetch-window") == 0 && has_value
+        &&  s_arg_uint (argv [i + 1], 1, &value) && value <= BENCH_REPLAY_WINDOW_MAX) {
+            o.fetch_window = (uint32_t) value;
+            i++;
+        }
+        else
+        if (strcmp (arg, "--fetch-bytes") == 0 && has_value
+        &&  s_arg_uint (argv [i + 1], 0, &value) && value <= RELAIS_FETCH_BYTES_MAX) {
+            o.fetch_bytes = (size_t) value;
+            i++;
+        }
+        else
         if (strcmp (arg, "--help") == 0 || strcmp (arg, "-h") == 0) {
             s_usage (stdout);
             return EXIT_SUCCESS;
@@ -1836,6 +1825,20 @@ main (int argc, char *argv [])
         o.producers = (uint32_t) producers;
     if (window)
         o.window = (uint32_t) window;
+
+    if (o.replay) {
+        //  Phase 6 alone, against a service already running: any log
+        s_fetch_t fetch;
+        memset (&fetch, 0, sizeof fetch);
+        char error [256] = "";
+        int rc = s_bench_fetch (o.replay, &o, &fetch, error, sizeof error);
+        printf ("replay %s: %llu events in %.3f s, %.0f events/s, %.1f MB/s, %llu fetches "
+                "(max %u, %u in flight, max_bytes %zu)%s%s\n", o.replay,
+                (unsigned long long) fetch.events, fetch.seconds, fetch.rate, fetch.mb_per_s,
+                (unsigned long long) fetch.requests, o.fetch_max, o.fetch_window,
+                o.fetch_bytes, rc? ": FAILED, ": "", rc? error: "");
+        return rc? EXIT_FAILURE: EXIT_SUCCESS;
+    }
 
     static s_results_t r;
     size_t used = 0;
@@ -1998,7 +2001,7 @@ main (int argc, char *argv [])
             fprintf (stderr, "relais-bench: 6  fetch replay...\n");
         phase = "6 fetch replay";
         double before = s_proc_cpu_us (intake.pid);
-        rc = s_bench_fetch (intake.fetch, o.fetch_max, &r.fetch, error, sizeof error);
+        rc = s_bench_fetch (intake.fetch, &o, &r.fetch, error, sizeof error);
         double after = s_proc_cpu_us (intake.pid);
         r.fetch.cpu_us = before >= 0 && after >= 0 && r.fetch.events
                        ? (after - before) / (double) r.fetch.events: -1;

@@ -111,6 +111,17 @@ int
     relais_poller_sendv (relais_poller_t *self, const void *const *parts,
                          const size_t *sizes, size_t count);
 
+//  As relais_poller_sendv, with one more part last: the bytes of *last
+//  (malloc'd, size bytes) are handed to libzmq without a copy, and released
+//  once sent or refused by release (data, hint), which must free them and
+//  may run in libzmq's I/O thread (NULL: free); *last is nulled whatever
+//  happens. For large replies (fetch), where the copy and its page faults
+//  show.
+int
+    relais_poller_sendv_take (relais_poller_t *self, const void *const *parts,
+                              const size_t *sizes, size_t count, void **last,
+                              size_t size, zmq_free_fn *release, void *hint);
+
 //  Stop and close; the socket is destroyed once libuv has closed the handles.
 //  NULL-safe; nulls *self_p.
 void
@@ -125,8 +136,8 @@ typedef struct {
     const char *pub_endpoint;
     const char *fetch_endpoint;
     uint64_t heartbeat_ms;          //  0: 1000
-    size_t fetch_max_bytes;         //  byte budget of one fetch reply (0: 1 MiB)
-    uint32_t fetch_max_events;      //  cap of one fetch reply (0: 1000)
+    size_t fetch_max_bytes;         //  the most max_bytes may ask (0 and above: 8 MiB)
+    uint32_t fetch_max_events;      //  the most max may ask (0 and above: 10,000)
     int sndhwm;                     //  PUB high-water mark (0: 100000)
 } relais_pub_opts_t;
 
@@ -157,11 +168,19 @@ typedef struct {
     uint64_t published;             //  events sent on PUB
     uint64_t heartbeats;
     uint64_t fetches;               //  fetch requests served
-    uint64_t fetch_errors;          //  bad fetch requests
+    uint64_t fetch_errors;          //  bad fetch requests, and fetches refused as busy
+    uint64_t fetch_busy;            //  fetches refused: too many reply bytes queued
     uint64_t rebinds;               //  PUB re-bound after a certificate was revoked
 } relais_pub_stats_t;
 void
     relais_pub_stats (relais_pub_t *self, relais_pub_stats_t *stats);
+
+//  Fetch reply bytes that libzmq still holds, for the whole process. Over
+//  RELAIS_FETCH_QUEUED_MAX, fetch requests are answered {ok: false, code:
+//  "unavailable"} (counted in fetch_busy) until the peers read theirs.
+#define RELAIS_FETCH_QUEUED_MAX     (64u * 1024 * 1024)
+size_t
+    relais_pub_fetch_queued (void);
 
 //  Stop timers and sockets. NULL-safe; nulls *self_p.
 void
@@ -253,6 +272,13 @@ int
 int
     relais_request_reply (relais_poller_t *poller, relais_request_t *req,
                           const void *data, size_t size);
+
+//  As relais_request_reply, but the reply's bytes (sbuf's) are handed to
+//  libzmq without a copy (relais_poller_sendv_take, release and hint as
+//  there): sbuf is left empty and initialised, sent or not. Returns 0/-errno.
+int
+    relais_request_reply_take (relais_poller_t *poller, relais_request_t *req,
+                               msgpack_sbuffer *sbuf, zmq_free_fn *release, void *hint);
 
 //  Send an error reply; idem/rid echoed when given.
 int
