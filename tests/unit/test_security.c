@@ -86,9 +86,14 @@ test_keygen_and_start (void)
     CHECK (relais_security_on ());
     relais_peer_t peer;
     CHECK (!relais_security_peer (NULL, &peer));        //  no User-Id: not in the roster
+    CHECK (!relais_security_peer_user (NULL, &peer));
+    CHECK (!relais_security_peer_user ("nobody", &peer));
+    CHECK (relais_security_peer_user ("uasa", &peer) && strcmp (peer.role, "partner") == 0
+        && strcmp (peer.partner, "uasa") == 0);
     relais_security_stop ();
     CHECK (!relais_security_on ());
     CHECK (relais_security_peer (NULL, &peer) && strcmp (peer.name, "anon") == 0);
+    CHECK (relais_security_peer_user ("uasa", &peer) && strcmp (peer.name, "anon") == 0);
 
     //  A process with no certificate of its own cannot turn CURVE on
     CHECK (relais_security_start (config, "router", false) == RELAIS_ECONFIG);
