@@ -279,6 +279,13 @@ relais_utf8_clean (const char *bytes, size_t size, bool allow_newlines)
     return true;
 }
 
+//  relais_sbuffer_write's growth: msgpack's own
+__attribute__ ((noinline)) int
+relais_sbuffer_write_slow (void *data, const char *buf, size_t len)
+{
+    return msgpack_sbuffer_write (data, buf, len);
+}
+
 void
 relais_pack_raw (msgpack_packer *pk, const void *bytes, size_t size)
 {

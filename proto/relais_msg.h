@@ -73,6 +73,50 @@ bool
 bool
     relais_utf8_clean (const char *bytes, size_t size, bool allow_newlines);
 
+//  msgpack_sbuffer_write, for the packers of the hot paths: a packer writes
+//  one small piece at a time (a 1-byte header, a key, an integer), and the
+//  copy of a piece of up to 16 bytes is done here with fixed-size moves
+//  instead of a call to memcpy. Growth (rare) is msgpack's own.
+int
+    relais_sbuffer_write_slow (void *data, const char *buf, size_t len);
+
+static inline int
+relais_sbuffer_write (void *data, const char *buf, size_t len)
+{
+    msgpack_sbuffer *sbuf = (msgpack_sbuffer *) data;
+    //  The rare case out of line, so that this one saves no registers
+    if (__builtin_expect (sbuf->alloc - sbuf->size < len || !buf, 0))
+        return relais_sbuffer_write_slow (data, buf, len);
+    char *dst = sbuf->data + sbuf->size;
+    sbuf->size += len;                  //  first: nothing to keep across memcpy
+    if (len > 16)
+        memcpy (dst, buf, len);
+    else
+    if (len >= 8) {
+        //  Two 8-byte moves that overlap cover 8 to 16 bytes
+        uint64_t head, tail;
+        memcpy (&head, buf, 8);
+        memcpy (&tail, buf + len - 8, 8);
+        memcpy (dst, &head, 8);
+        memcpy (dst + len - 8, &tail, 8);
+    }
+    else
+    if (len >= 4) {
+        uint32_t head, tail;
+        memcpy (&head, buf, 4);
+        memcpy (&tail, buf + len - 4, 4);
+        memcpy (dst, &head, 4);
+        memcpy (dst + len - 4, &tail, 4);
+    }
+    else
+    if (len > 0) {
+        dst [0] = buf [0];
+        dst [len / 2] = buf [len / 2];
+        dst [len - 1] = buf [len - 1];
+    }
+    return 0;
+}
+
 //  Packing helpers over msgpack_packer. Inline: most keys are literals,
 //  whose strlen the compiler folds, and they run for every packed field.
 static inline void

@@ -716,14 +716,12 @@ relais_pack_mask (msgpack_packer *pk, uint32_t mask, const char *const *table, i
 {
     if (count > 32)
         count = 32;
-    size_t n = 0;
-    for (int i = 0; i < count; i++)
-        if (mask & (1u << i))
-            n++;
-    msgpack_pack_array (pk, n);
-    for (int i = 0; i < count; i++)
-        if (mask & (1u << i))
-            relais_pack_str (pk, table [i]);
+    if (count < 32)
+        mask &= (1u << count) - 1;
+    msgpack_pack_array (pk, (size_t) __builtin_popcount (mask));
+    //  Only the bits set, lowest first
+    for (uint32_t rest = mask; rest; rest &= rest - 1)
+        relais_pack_str (pk, table [__builtin_ctz (rest)]);
 }
 
 //  Enum values in a struct come from our parser, but a caller may have

@@ -101,7 +101,7 @@ relais_request_error (relais_poller_t *poller, relais_request_t *req,
     msgpack_sbuffer sbuf;
     msgpack_sbuffer_init (&sbuf);
     msgpack_packer pk;
-    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
+    msgpack_packer_init (&pk, &sbuf, relais_sbuffer_write);
     relais_pack_error (&pk, err, idem, rid);
     int rc = relais_request_reply (poller, req, sbuf.data, sbuf.size);
     msgpack_sbuffer_destroy (&sbuf);

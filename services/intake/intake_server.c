@@ -250,7 +250,7 @@ s_op_reply (intake_server_t *self, s_op_t *op)
     msgpack_sbuffer *sbuf = &self->reply;
     msgpack_sbuffer_clear (sbuf);
     msgpack_packer pk;
-    msgpack_packer_init (&pk, sbuf, msgpack_sbuffer_write);
+    msgpack_packer_init (&pk, sbuf, relais_sbuffer_write);
     msgpack_pack_map (&pk, 6 + (op->rid != NULL));
     relais_pack_kv_bool (&pk, "ok", true);
     relais_pack_str (&pk, "idem");
@@ -367,9 +367,9 @@ s_op_parse (intake_server_t *self, s_op_t *op)
             intake_pseudo_place (self->key, sig, op->place, sizeof op->place);
         op->reasons = intake_rules_qualify (&self->rules, sig, 0);
         msgpack_packer pk;
-        msgpack_packer_init (&pk, &op->full, msgpack_sbuffer_write);
+        msgpack_packer_init (&pk, &op->full, relais_sbuffer_write);
         relais_signal_pack_full (&pk, sig);
-        msgpack_packer_init (&pk, &op->pub, msgpack_sbuffer_write);
+        msgpack_packer_init (&pk, &op->pub, relais_sbuffer_write);
         relais_signal_pack_public (&pk, sig, S_PUBLIC_EXTRA);
         return 0;
     }
@@ -513,7 +513,7 @@ s_put_record (intake_server_t *self, relais_txn_t *txn, const s_record_t *rec,
     msgpack_sbuffer *sbuf = &self->record;
     msgpack_sbuffer_clear (sbuf);
     msgpack_packer pk;
-    msgpack_packer_init (&pk, sbuf, msgpack_sbuffer_write);
+    msgpack_packer_init (&pk, sbuf, relais_sbuffer_write);
     s_pack_record (&pk, rec, sig, full);
     return relais_txn_put (txn, S_DB_SIGNALS, rec->id, strlen (rec->id), sbuf->data, sbuf->size);
 }
@@ -558,7 +558,7 @@ s_publish_signal (intake_server_t *self, relais_txn_t *txn, const char *type,
     msgpack_sbuffer *sbuf = &self->body;
     msgpack_sbuffer_clear (sbuf);
     msgpack_packer pk;
-    msgpack_packer_init (&pk, sbuf, msgpack_sbuffer_write);
+    msgpack_packer_init (&pk, sbuf, relais_sbuffer_write);
     if (sig)
         relais_signal_pack_public (&pk, sig, S_PUBLIC_EXTRA + (changes != NULL));
     else
@@ -720,7 +720,7 @@ s_do_close (intake_server_t *self, relais_txn_t *txn, s_op_t *op)
     msgpack_sbuffer sbuf;
     msgpack_sbuffer_init (&sbuf);
     msgpack_packer pk;
-    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
+    msgpack_packer_init (&pk, &sbuf, relais_sbuffer_write);
     msgpack_pack_map (&pk, 3);
     relais_pack_kv_str (&pk, "reason", op->reason);
     relais_pack_kv_uint (&pk, "level", rec.level);
@@ -1016,7 +1016,7 @@ s_on_scrub_request (intake_server_t *self, relais_poller_t *poller, relais_reque
     msgpack_sbuffer out;
     msgpack_sbuffer_init (&out);
     msgpack_packer pk;
-    msgpack_packer_init (&pk, &out, msgpack_sbuffer_write);
+    msgpack_packer_init (&pk, &out, relais_sbuffer_write);
     intake_scrub_reply_begin (&pk, 1, rid, "intake", &args, erase, sc.count, "reports",
                               (const char *) sc.ids, sizeof *sc.ids, sc.count);
     relais_pack_kv_uint (&pk, "people_removed", args.dry_run? 0: sc.people_removed);
@@ -1080,7 +1080,7 @@ s_read_record (relais_txn_t *txn, void *arg)
         return rc;
     r->found = true;
     msgpack_packer pk;
-    msgpack_packer_init (&pk, r->out, msgpack_sbuffer_write);
+    msgpack_packer_init (&pk, r->out, relais_sbuffer_write);
     msgpack_pack_map (&pk, 2 + (r->rid != NULL));
     relais_pack_kv_bool (&pk, "ok", true);
     if (r->rid) {

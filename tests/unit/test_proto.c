@@ -1277,6 +1277,59 @@ test_vectors (void)
     CHECK (count >= 30);
 }
 
+static const char *const intake_like_names [32] = {
+    "n0", "n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8", "n9", "n10", "n11", "n12", "n13", "n14", "n15", "n16", "n17", "n18", "n19", "n20", "n21", "n22", "n23", "n24", "n25", "n26", "n27", "n28", "n29", "n30", "n31"
+};
+
+//  relais_sbuffer_write writes what msgpack_sbuffer_write writes, for every
+//  piece size around its fixed-size moves, from an empty buffer (growth)
+//  and into a buffer with room; and a packer over it packs the same bytes
+static void
+test_sbuffer_write (void)
+{
+    char text [64];
+    for (size_t i = 0; i < sizeof text; i++)
+        text [i] = (char) ('A' + i % 26);
+    msgpack_sbuffer ours, theirs;
+    msgpack_sbuffer_init (&ours);
+    msgpack_sbuffer_init (&theirs);
+    for (int round = 0; round < 2; round++)
+        for (size_t len = 0; len <= 40; len++)
+            for (size_t off = 0; off + len <= sizeof text; off += 7) {
+                CHECK_OK (relais_sbuffer_write (&ours, text + off, len));
+                CHECK_OK (msgpack_sbuffer_write (&theirs, text + off, len));
+            }
+    CHECK (ours.size == theirs.size && memcmp (ours.data, theirs.data, ours.size) == 0);
+    CHECK_OK (relais_sbuffer_write (&ours, NULL, 0));
+    CHECK (ours.size == theirs.size);
+    msgpack_sbuffer_clear (&ours);
+    msgpack_sbuffer_clear (&theirs);
+    msgpack_packer a, b;
+    msgpack_packer_init (&a, &ours, relais_sbuffer_write);
+    msgpack_packer_init (&b, &theirs, msgpack_sbuffer_write);
+    msgpack_packer *both [2] = { &a, &b };
+    for (int i = 0; i < 2; i++) {
+        msgpack_pack_map (both [i], 4);
+        relais_pack_kv_str (both [i], "k", "a value of some length, over 16 bytes");
+        relais_pack_kv_uint (both [i], "seq", 1234567890123ULL);
+        relais_pack_kv_bool (both [i], "ok", true);
+        relais_pack_str (both [i], "reasons");
+        relais_pack_mask (both [i], 0x80000005u, intake_like_names, 32);
+    }
+    CHECK (ours.size == theirs.size && memcmp (ours.data, theirs.data, ours.size) == 0);
+    relais_msg_t msg;
+    relais_error_t err;
+    CHECK_OK (relais_msg_decode (&msg, ours.data, ours.size, NULL, &err));
+    const msgpack_object *reasons = relais_msg_get (&msg.root, "reasons");
+    CHECK (reasons && reasons->type == MSGPACK_OBJECT_ARRAY && reasons->via.array.size == 3);
+    CHECK (relais_msg_str_eq (&reasons->via.array.ptr [0], "n0"));
+    CHECK (relais_msg_str_eq (&reasons->via.array.ptr [1], "n2"));
+    CHECK (relais_msg_str_eq (&reasons->via.array.ptr [2], "n31"));
+    relais_msg_release (&msg);
+    msgpack_sbuffer_destroy (&ours);
+    msgpack_sbuffer_destroy (&theirs);
+}
+
 int
 main (void)
 {
@@ -1292,6 +1345,7 @@ main (void)
     RUN (test_apply_changes);
     RUN (test_cell);
     RUN (test_vectors);
+    RUN (test_sbuffer_write);
     printf ("test_proto: OK\n");
     return 0;
 }
