@@ -224,6 +224,23 @@ relais_msg_uint (const msgpack_object *o, uint64_t *value)
     return true;
 }
 
+//  True when the 8 (4) bytes of w are all printable ASCII, 0x20..0x7e
+static inline bool
+s_printable8 (uint64_t w)
+{
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    uint64_t x7f = w ^ (0x7f * ones);
+    return ((w | ((w - 0x20 * ones) & ~w) | ((x7f - ones) & ~x7f)) & highs) == 0;
+}
+
+static inline bool
+s_printable4 (uint32_t w)
+{
+    const uint32_t ones = 0x01010101U, highs = 0x80808080U;
+    uint32_t x7f = w ^ (0x7f * ones);
+    return ((w | ((w - 0x20 * ones) & ~w) | ((x7f - ones) & ~x7f)) & highs) == 0;
+}
+
 bool
 relais_utf8_clean (const char *bytes, size_t size, bool allow_newlines)
 {
@@ -235,14 +252,32 @@ relais_utf8_clean (const char *bytes, size_t size, bool allow_newlines)
         while (end - p >= 8) {
             uint64_t w;
             memcpy (&w, p, 8);
-            const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
-            uint64_t x7f = w ^ (0x7f * ones);
-            if (((w | ((w - 0x20 * ones) & ~w) | ((x7f - ones) & ~x7f)) & highs) != 0)
+            if (!s_printable8 (w))
                 break;
             p += 8;
         }
         if (p >= end)
             break;
+        //  A short rest (most keys are shorter than 8 bytes): the last 8
+        //  bytes of the text, or two 4-byte words that overlap, all printable
+        //  means the rest is too
+        size_t left = (size_t) (end - p);
+        if (left < 8) {
+            uint64_t w8;
+            uint32_t head, tail;
+            if (size >= 8) {
+                memcpy (&w8, end - 8, 8);
+                if (s_printable8 (w8))
+                    break;
+            }
+            else
+            if (left >= 4) {
+                memcpy (&head, p, 4);
+                memcpy (&tail, end - 4, 4);
+                if (s_printable4 (head) && s_printable4 (tail))
+                    break;
+            }
+        }
         uint8_t c = *p;
         if (c < 0x80) {
             if (c == 0x7f)

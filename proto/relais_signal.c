@@ -67,8 +67,9 @@ typedef struct {
 //  Paths: "prefix.key", or "key" when prefix is empty; "base[i]"
 
 //  Paths are built for every field of every report, on the hot path of
-//  intake, and read only on an error: plain bounded copies, no printf.
-static size_t
+//  intake, and read only on an error: plain bounded copies, no printf,
+//  inlined so that the length and copy of a literal key are folded.
+static inline __attribute__ ((always_inline)) size_t
 s_path_put (s_path_t path, size_t at, const char *text)
 {
     size_t len = strlen (text);
@@ -79,7 +80,7 @@ s_path_put (s_path_t path, size_t at, const char *text)
     return at + len;
 }
 
-static void
+static inline __attribute__ ((always_inline)) void
 s_path_key (s_path_t path, const char *prefix, const char *key)
 {
     size_t at = s_path_put (path, 0, prefix);

@@ -313,6 +313,31 @@ test_utf8 (void)
         { "\xe2\x28\xa1", 3, false, false },                //  bad continuation
         { "abc\xc3", 4, false, false },                     //  cut at the end
     };
+    //  Every length around the word-sized checks (1 to 20 bytes), with one
+    //  byte replaced at every position: a control, DEL, a lone continuation
+    //  or a cut sequence is refused wherever it is, a newline only without
+    //  allow_newlines, a 2-byte letter (é) accepted
+    for (size_t len = 1; len <= 20; len++)
+        for (size_t at = 0; at < len; at++) {
+            char text [24];
+            memset (text, 'a', sizeof text);
+            const uint8_t bad [] = { 0x00, 0x1f, 0x7f, 0x80, 0xc3, 0xff };
+            for (size_t b = 0; b < sizeof bad; b++) {
+                text [at] = (char) bad [b];
+                CHECK (!relais_utf8_clean (text, len, true));
+                CHECK (!relais_utf8_clean (text, len, false));
+            }
+            text [at] = '\n';
+            CHECK (relais_utf8_clean (text, len, true));
+            CHECK (!relais_utf8_clean (text, len, false));
+            text [at] = 'a';
+            CHECK (relais_utf8_clean (text, len, false));
+            if (at + 1 < len) {
+                text [at] = (char) 0xc3;
+                text [at + 1] = (char) 0xa9;
+                CHECK (relais_utf8_clean (text, len, false));
+            }
+        }
     for (size_t i = 0; i < sizeof cases / sizeof cases [0]; i++) {
         bool single = relais_utf8_clean (cases [i].bytes, cases [i].size, false);
         bool multi = relais_utf8_clean (cases [i].bytes, cases [i].size, true);
