@@ -131,11 +131,45 @@ s_walk (s_walker_t *w, int depth)
     return 0;
 }
 
+static int
+s_decode (relais_msg_t *msg, const void *data, size_t size,
+          const relais_msg_limits_t *limits, relais_error_t *err);
+
 int
 relais_msg_decode (relais_msg_t *msg, const void *data, size_t size,
                    const relais_msg_limits_t *limits, relais_error_t *err)
 {
     memset (msg, 0, sizeof *msg);
+    return s_decode (msg, data, size, limits, err);
+}
+
+int
+relais_msg_redecode (relais_msg_t *msg, const void *data, size_t size,
+                     const relais_msg_limits_t *limits, relais_error_t *err)
+{
+    relais_msg_clear (msg);
+    return s_decode (msg, data, size, limits, err);
+}
+
+void
+relais_msg_clear (relais_msg_t *msg)
+{
+    if (msg->ready) {
+        //  msgpack keeps the zone's first chunk: the next message's objects
+        //  go there without a malloc
+        msgpack_zone_clear (&msg->zone);
+        msg->ready = false;
+        msg->kept = true;
+    }
+    msg->root.type = MSGPACK_OBJECT_NIL;
+}
+
+//  The walk with limits, then the unpack into msg's zone (msg->kept: the
+//  zone is there, empty; else a new one)
+static int
+s_decode (relais_msg_t *msg, const void *data, size_t size,
+          const relais_msg_limits_t *limits, relais_error_t *err)
+{
     relais_msg_limits_t lim = { RELAIS_MSG_MAX_BYTES, RELAIS_MSG_MAX_DEPTH,
                                 RELAIS_MSG_MAX_OBJECTS };
     if (limits) {
@@ -160,12 +194,15 @@ relais_msg_decode (relais_msg_t *msg, const void *data, size_t size,
         return relais_error_set (err, RELAIS_CODE_INVALID, "",
                                  "not MessagePack: %zu trailing bytes",
                                  (size_t) (w.end - w.cur));
-    if (!msgpack_zone_init (&msg->zone, 2048))
+    if (!msg->kept && !msgpack_zone_init (&msg->zone, 2048))
         return relais_error_set (err, RELAIS_CODE_UNAVAILABLE, "", "out of memory");
+    msg->kept = true;
     size_t off = 0;
     msgpack_unpack_return ret = msgpack_unpack (data, size, &off, &msg->zone, &msg->root);
     if (ret != MSGPACK_UNPACK_SUCCESS || off != size) {
         msgpack_zone_destroy (&msg->zone);
+        msg->kept = false;
+        msg->root.type = MSGPACK_OBJECT_NIL;
         return relais_error_set (err, RELAIS_CODE_INVALID, "",
                                  "not MessagePack (unpack status %d)", (int) ret);
     }
@@ -176,9 +213,10 @@ relais_msg_decode (relais_msg_t *msg, const void *data, size_t size,
 void
 relais_msg_release (relais_msg_t *msg)
 {
-    if (msg && msg->ready) {
+    if (msg && (msg->ready || msg->kept)) {
         msgpack_zone_destroy (&msg->zone);
         msg->ready = false;
+        msg->kept = false;
     }
 }
 
@@ -318,6 +356,8 @@ relais_utf8_clean (const char *bytes, size_t size, bool allow_newlines)
 __attribute__ ((noinline)) int
 relais_sbuffer_write_slow (void *data, const char *buf, size_t len)
 {
+    if (len == 0)
+        return 0;                       //  nothing (msgpack's would offset NULL)
     return msgpack_sbuffer_write (data, buf, len);
 }
 

@@ -37,6 +37,7 @@ typedef struct {
     msgpack_zone zone;
     msgpack_object root;
     bool ready;
+    bool kept;              //  the zone is allocated (ready, or kept empty)
 } relais_msg_t;
 
 //  Validate data against limits (NULL: defaults), then unpack it into msg.
@@ -50,6 +51,17 @@ int
 //  Release the zone of a decoded message. Safe on a failed or zeroed msg.
 void
     relais_msg_release (relais_msg_t *msg);
+
+//  For a msg reused from message to message (a server's pooled request):
+//  relais_msg_redecode decodes as relais_msg_decode does, same walk and
+//  limits, but into the zone msg kept (no malloc once warm). msg must be
+//  zeroed before its first use; relais_msg_clear drops a decoded message's
+//  objects and keeps the zone's memory; relais_msg_release frees it all.
+int
+    relais_msg_redecode (relais_msg_t *msg, const void *data, size_t size,
+                         const relais_msg_limits_t *limits, relais_error_t *err);
+void
+    relais_msg_clear (relais_msg_t *msg);
 
 //  Return the value under key in a map object, or NULL (not a map, absent).
 const msgpack_object *
@@ -85,7 +97,7 @@ relais_sbuffer_write (void *data, const char *buf, size_t len)
 {
     msgpack_sbuffer *sbuf = (msgpack_sbuffer *) data;
     //  The rare case out of line, so that this one saves no registers
-    if (__builtin_expect (sbuf->alloc - sbuf->size < len || !buf, 0))
+    if (__builtin_expect (sbuf->alloc - sbuf->size < len || !buf || !sbuf->data, 0))
         return relais_sbuffer_write_slow (data, buf, len);
     char *dst = sbuf->data + sbuf->size;
     sbuf->size += len;                  //  first: nothing to keep across memcpy

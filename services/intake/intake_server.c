@@ -70,7 +70,6 @@ typedef struct s_op_t s_op_t;
 struct s_op_t {
     s_op_t *next;                       //  in the server's pool of spare ops
     relais_request_t req;
-    relais_msg_t msg;
     s_kind_t kind;
     const msgpack_object *idem;
     const msgpack_object *rid;
@@ -95,6 +94,7 @@ struct s_op_t {
     //  Last, kept with their memory when the op is reused (s_op_new)
     msgpack_sbuffer full;               //  submit: the whole signal, packed
     msgpack_sbuffer pub;                //  submit: its public view, packed
+    relais_msg_t msg;                   //  the request, decoded (its zone kept)
 };
 
 typedef struct {
@@ -232,7 +232,7 @@ s_op_recycle (intake_server_t *self, s_op_t **op_p)
         return;
     }
     relais_request_release (&op->req);
-    relais_msg_release (&op->msg);
+    relais_msg_clear (&op->msg);        //  its zone's memory stays for the next request
     op->next = self->pool;
     self->pool = op;
     self->pooled++;
@@ -811,7 +811,7 @@ s_on_submit (relais_poller_t *poller, relais_request_t *req, int shape, void *ar
         relais_error_set (err, RELAIS_CODE_INVALID, "",
                           "expected an empty delimiter frame, then one data frame");
     else
-    if (relais_msg_decode (&op->msg, bytes, size, NULL, err) == 0)
+    if (relais_msg_redecode (&op->msg, bytes, size, NULL, err) == 0)
         s_op_parse (self, op);
     if (op->err.code) {
         s_op_reply (self, op);

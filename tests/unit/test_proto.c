@@ -1318,6 +1318,10 @@ test_sbuffer_write (void)
     msgpack_sbuffer ours, theirs;
     msgpack_sbuffer_init (&ours);
     msgpack_sbuffer_init (&theirs);
+    CHECK_OK (relais_sbuffer_write (&ours, text, 0));     //  empty buffer, nothing
+    CHECK (ours.size == 0);
+    CHECK_OK (relais_sbuffer_write (&ours, text, 1));     //  first growth
+    CHECK_OK (msgpack_sbuffer_write (&theirs, text, 1));
     for (int round = 0; round < 2; round++)
         for (size_t len = 0; len <= 40; len++)
             for (size_t off = 0; off + len <= sizeof text; off += 7) {
@@ -1355,6 +1359,41 @@ test_sbuffer_write (void)
     msgpack_sbuffer_destroy (&theirs);
 }
 
+//  A msg reused from message to message keeps its zone: same results as
+//  relais_msg_decode, the same refusals, no leak (ASan) after a refusal
+static void
+test_redecode (void)
+{
+    relais_msg_t msg;
+    memset (&msg, 0, sizeof msg);
+    relais_error_t err;
+    for (uint64_t i = 0; i < 50; i++) {
+        msgpack_sbuffer sbuf;
+        msgpack_sbuffer_init (&sbuf);
+        msgpack_packer pk;
+        msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
+        msgpack_pack_map (&pk, 2);
+        relais_pack_kv_uint (&pk, "seq", i);
+        relais_pack_kv_str (&pk, "text", i % 2? "odd": "even");
+        CHECK_OK (relais_msg_redecode (&msg, sbuf.data, sbuf.size, NULL, &err));
+        uint64_t seq = 0;
+        CHECK (relais_msg_uint (relais_msg_get (&msg.root, "seq"), &seq) && seq == i);
+        CHECK (relais_msg_str_eq (relais_msg_get (&msg.root, "text"), i % 2? "odd": "even"));
+        relais_msg_clear (&msg);
+        CHECK (msg.root.type == MSGPACK_OBJECT_NIL);
+        //  refused input, then a good one again, into the same msg
+        CHECK (relais_msg_redecode (&msg, "\xc1", 1, NULL, &err) == RELAIS_EMALFORMED);
+        CHECK (relais_msg_redecode (&msg, "\x91\x91\x91\x91\x91\x91\x91\x91\x91\x01", 10,
+                                    NULL, &err) == RELAIS_ETOOLARGE);
+        CHECK_OK (relais_msg_redecode (&msg, sbuf.data, sbuf.size, NULL, &err));
+        CHECK (relais_msg_uint (relais_msg_get (&msg.root, "seq"), &seq) && seq == i);
+        relais_msg_clear (&msg);
+        msgpack_sbuffer_destroy (&sbuf);
+    }
+    relais_msg_release (&msg);
+    relais_msg_release (&msg);          //  twice: safe
+}
+
 int
 main (void)
 {
@@ -1371,6 +1410,7 @@ main (void)
     RUN (test_cell);
     RUN (test_vectors);
     RUN (test_sbuffer_write);
+    RUN (test_redecode);
     printf ("test_proto: OK\n");
     return 0;
 }
