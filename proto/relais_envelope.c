@@ -12,7 +12,7 @@ relais_envelope_pack (msgpack_sbuffer *sbuf, const char *src, uint64_t seq,
                       const char *corr, const void *body, size_t body_size)
 {
     msgpack_packer pk;
-    msgpack_packer_init (&pk, sbuf, msgpack_sbuffer_write);
+    msgpack_packer_init (&pk, sbuf, relais_sbuffer_write);
     bool heartbeat = body == NULL;
     bool with_corr = !heartbeat && corr && *corr;
     msgpack_pack_map (&pk, heartbeat? 4: 7 + with_corr);

@@ -131,11 +131,45 @@ s_walk (s_walker_t *w, int depth)
     return 0;
 }
 
+static int
+s_decode (relais_msg_t *msg, const void *data, size_t size,
+          const relais_msg_limits_t *limits, relais_error_t *err);
+
 int
 relais_msg_decode (relais_msg_t *msg, const void *data, size_t size,
                    const relais_msg_limits_t *limits, relais_error_t *err)
 {
     memset (msg, 0, sizeof *msg);
+    return s_decode (msg, data, size, limits, err);
+}
+
+int
+relais_msg_redecode (relais_msg_t *msg, const void *data, size_t size,
+                     const relais_msg_limits_t *limits, relais_error_t *err)
+{
+    relais_msg_clear (msg);
+    return s_decode (msg, data, size, limits, err);
+}
+
+void
+relais_msg_clear (relais_msg_t *msg)
+{
+    if (msg->ready) {
+        //  msgpack keeps the zone's first chunk: the next message's objects
+        //  go there without a malloc
+        msgpack_zone_clear (&msg->zone);
+        msg->ready = false;
+        msg->kept = true;
+    }
+    msg->root.type = MSGPACK_OBJECT_NIL;
+}
+
+//  The walk with limits, then the unpack into msg's zone (msg->kept: the
+//  zone is there, empty; else a new one)
+static int
+s_decode (relais_msg_t *msg, const void *data, size_t size,
+          const relais_msg_limits_t *limits, relais_error_t *err)
+{
     relais_msg_limits_t lim = { RELAIS_MSG_MAX_BYTES, RELAIS_MSG_MAX_DEPTH,
                                 RELAIS_MSG_MAX_OBJECTS };
     if (limits) {
@@ -160,12 +194,15 @@ relais_msg_decode (relais_msg_t *msg, const void *data, size_t size,
         return relais_error_set (err, RELAIS_CODE_INVALID, "",
                                  "not MessagePack: %zu trailing bytes",
                                  (size_t) (w.end - w.cur));
-    if (!msgpack_zone_init (&msg->zone, 2048))
+    if (!msg->kept && !msgpack_zone_init (&msg->zone, 2048))
         return relais_error_set (err, RELAIS_CODE_UNAVAILABLE, "", "out of memory");
+    msg->kept = true;
     size_t off = 0;
     msgpack_unpack_return ret = msgpack_unpack (data, size, &off, &msg->zone, &msg->root);
     if (ret != MSGPACK_UNPACK_SUCCESS || off != size) {
         msgpack_zone_destroy (&msg->zone);
+        msg->kept = false;
+        msg->root.type = MSGPACK_OBJECT_NIL;
         return relais_error_set (err, RELAIS_CODE_INVALID, "",
                                  "not MessagePack (unpack status %d)", (int) ret);
     }
@@ -176,9 +213,10 @@ relais_msg_decode (relais_msg_t *msg, const void *data, size_t size,
 void
 relais_msg_release (relais_msg_t *msg)
 {
-    if (msg && msg->ready) {
+    if (msg && (msg->ready || msg->kept)) {
         msgpack_zone_destroy (&msg->zone);
         msg->ready = false;
+        msg->kept = false;
     }
 }
 
@@ -224,6 +262,23 @@ relais_msg_uint (const msgpack_object *o, uint64_t *value)
     return true;
 }
 
+//  True when the 8 (4) bytes of w are all printable ASCII, 0x20..0x7e
+static inline bool
+s_printable8 (uint64_t w)
+{
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    uint64_t x7f = w ^ (0x7f * ones);
+    return ((w | ((w - 0x20 * ones) & ~w) | ((x7f - ones) & ~x7f)) & highs) == 0;
+}
+
+static inline bool
+s_printable4 (uint32_t w)
+{
+    const uint32_t ones = 0x01010101U, highs = 0x80808080U;
+    uint32_t x7f = w ^ (0x7f * ones);
+    return ((w | ((w - 0x20 * ones) & ~w) | ((x7f - ones) & ~x7f)) & highs) == 0;
+}
+
 bool
 relais_utf8_clean (const char *bytes, size_t size, bool allow_newlines)
 {
@@ -235,14 +290,32 @@ relais_utf8_clean (const char *bytes, size_t size, bool allow_newlines)
         while (end - p >= 8) {
             uint64_t w;
             memcpy (&w, p, 8);
-            const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
-            uint64_t x7f = w ^ (0x7f * ones);
-            if (((w | ((w - 0x20 * ones) & ~w) | ((x7f - ones) & ~x7f)) & highs) != 0)
+            if (!s_printable8 (w))
                 break;
             p += 8;
         }
         if (p >= end)
             break;
+        //  A short rest (most keys are shorter than 8 bytes): the last 8
+        //  bytes of the text, or two 4-byte words that overlap, all printable
+        //  means the rest is too
+        size_t left = (size_t) (end - p);
+        if (left < 8) {
+            uint64_t w8;
+            uint32_t head, tail;
+            if (size >= 8) {
+                memcpy (&w8, end - 8, 8);
+                if (s_printable8 (w8))
+                    break;
+            }
+            else
+            if (left >= 4) {
+                memcpy (&head, p, 4);
+                memcpy (&tail, end - 4, 4);
+                if (s_printable4 (head) && s_printable4 (tail))
+                    break;
+            }
+        }
         uint8_t c = *p;
         if (c < 0x80) {
             if (c == 0x7f)
@@ -277,6 +350,15 @@ relais_utf8_clean (const char *bytes, size_t size, bool allow_newlines)
         p += n + 1;
     }
     return true;
+}
+
+//  relais_sbuffer_write's growth: msgpack's own
+__attribute__ ((noinline)) int
+relais_sbuffer_write_slow (void *data, const char *buf, size_t len)
+{
+    if (len == 0)
+        return 0;                       //  nothing (msgpack's would offset NULL)
+    return msgpack_sbuffer_write (data, buf, len);
 }
 
 void

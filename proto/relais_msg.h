@@ -37,6 +37,7 @@ typedef struct {
     msgpack_zone zone;
     msgpack_object root;
     bool ready;
+    bool kept;              //  the zone is allocated (ready, or kept empty)
 } relais_msg_t;
 
 //  Validate data against limits (NULL: defaults), then unpack it into msg.
@@ -50,6 +51,17 @@ int
 //  Release the zone of a decoded message. Safe on a failed or zeroed msg.
 void
     relais_msg_release (relais_msg_t *msg);
+
+//  For a msg reused from message to message (a server's pooled request):
+//  relais_msg_redecode decodes as relais_msg_decode does, same walk and
+//  limits, but into the zone msg kept (no malloc once warm). msg must be
+//  zeroed before its first use; relais_msg_clear drops a decoded message's
+//  objects and keeps the zone's memory; relais_msg_release frees it all.
+int
+    relais_msg_redecode (relais_msg_t *msg, const void *data, size_t size,
+                         const relais_msg_limits_t *limits, relais_error_t *err);
+void
+    relais_msg_clear (relais_msg_t *msg);
 
 //  Return the value under key in a map object, or NULL (not a map, absent).
 const msgpack_object *
@@ -72,6 +84,50 @@ bool
 //  \t, \n, \r (when allow_newlines) - so they are safe in a terminal.
 bool
     relais_utf8_clean (const char *bytes, size_t size, bool allow_newlines);
+
+//  msgpack_sbuffer_write, for the packers of the hot paths: a packer writes
+//  one small piece at a time (a 1-byte header, a key, an integer), and the
+//  copy of a piece of up to 16 bytes is done here with fixed-size moves
+//  instead of a call to memcpy. Growth (rare) is msgpack's own.
+int
+    relais_sbuffer_write_slow (void *data, const char *buf, size_t len);
+
+static inline int
+relais_sbuffer_write (void *data, const char *buf, size_t len)
+{
+    msgpack_sbuffer *sbuf = (msgpack_sbuffer *) data;
+    //  The rare case out of line, so that this one saves no registers
+    if (__builtin_expect (sbuf->alloc - sbuf->size < len || !buf || !sbuf->data, 0))
+        return relais_sbuffer_write_slow (data, buf, len);
+    char *dst = sbuf->data + sbuf->size;
+    sbuf->size += len;                  //  first: nothing to keep across memcpy
+    if (len > 16)
+        memcpy (dst, buf, len);
+    else
+    if (len >= 8) {
+        //  Two 8-byte moves that overlap cover 8 to 16 bytes
+        uint64_t head, tail;
+        memcpy (&head, buf, 8);
+        memcpy (&tail, buf + len - 8, 8);
+        memcpy (dst, &head, 8);
+        memcpy (dst + len - 8, &tail, 8);
+    }
+    else
+    if (len >= 4) {
+        uint32_t head, tail;
+        memcpy (&head, buf, 4);
+        memcpy (&tail, buf + len - 4, 4);
+        memcpy (dst, &head, 4);
+        memcpy (dst + len - 4, &tail, 4);
+    }
+    else
+    if (len > 0) {
+        dst [0] = buf [0];
+        dst [len / 2] = buf [len / 2];
+        dst [len - 1] = buf [len - 1];
+    }
+    return 0;
+}
 
 //  Packing helpers over msgpack_packer. Inline: most keys are literals,
 //  whose strlen the compiler folds, and they run for every packed field.

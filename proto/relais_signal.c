@@ -67,8 +67,9 @@ typedef struct {
 //  Paths: "prefix.key", or "key" when prefix is empty; "base[i]"
 
 //  Paths are built for every field of every report, on the hot path of
-//  intake, and read only on an error: plain bounded copies, no printf.
-static size_t
+//  intake, and read only on an error: plain bounded copies, no printf,
+//  inlined so that the length and copy of a literal key are folded.
+static inline __attribute__ ((always_inline)) size_t
 s_path_put (s_path_t path, size_t at, const char *text)
 {
     size_t len = strlen (text);
@@ -79,7 +80,7 @@ s_path_put (s_path_t path, size_t at, const char *text)
     return at + len;
 }
 
-static void
+static inline __attribute__ ((always_inline)) void
 s_path_key (s_path_t path, const char *prefix, const char *key)
 {
     size_t at = s_path_put (path, 0, prefix);
@@ -716,14 +717,12 @@ relais_pack_mask (msgpack_packer *pk, uint32_t mask, const char *const *table, i
 {
     if (count > 32)
         count = 32;
-    size_t n = 0;
-    for (int i = 0; i < count; i++)
-        if (mask & (1u << i))
-            n++;
-    msgpack_pack_array (pk, n);
-    for (int i = 0; i < count; i++)
-        if (mask & (1u << i))
-            relais_pack_str (pk, table [i]);
+    if (count < 32)
+        mask &= (1u << count) - 1;
+    msgpack_pack_array (pk, (size_t) __builtin_popcount (mask));
+    //  Only the bits set, lowest first
+    for (uint32_t rest = mask; rest; rest &= rest - 1)
+        relais_pack_str (pk, table [__builtin_ctz (rest)]);
 }
 
 //  Enum values in a struct come from our parser, but a caller may have

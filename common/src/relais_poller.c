@@ -23,6 +23,7 @@ struct relais_poller_t {
     uv_idle_t idle;
     size_t batch_max;
     relais_poller_fn *fn;
+    relais_poller_request_fn *request_fn;   //  a request poller: no zmsg
     relais_poller_batch_fn *batch_fn;
     void *arg;
     int open_handles;
@@ -73,6 +74,66 @@ s_revoked (relais_poller_t *self, zmsg_t **msg_p)
     return true;
 }
 
+//  A request poller's receive: the ROUTER message straight into libzmq's
+//  frames of req, split as relais_request_take splits a zmsg. Returns 1 with
+//  *shape 0 or RELAIS_EMALFORMED, or 0 when nothing is waiting.
+static int
+s_recv_request (relais_poller_t *self, relais_request_t *req, int *shape)
+{
+    void *handle = zsock_resolve (self->sock);
+    memset (req, 0, sizeof *req);
+    zmq_msg_init (&req->raw_identity);
+    zmq_msg_init (&req->raw_data);
+    req->raw = true;
+    if (zmq_msg_recv (&req->raw_identity, handle, ZMQ_DONTWAIT) < 0) {
+        relais_request_release (req);
+        return 0;
+    }
+    //  The other parts of a message arrive with its first: no wait below
+    size_t frames = 1;
+    bool more = zmq_msg_more (&req->raw_identity);
+    bool empty_second = false;
+    while (more) {
+        zmq_msg_close (&req->raw_data);
+        zmq_msg_init (&req->raw_data);
+        if (zmq_msg_recv (&req->raw_data, handle, 0) < 0)
+            break;
+        frames++;
+        if (frames == 2)
+            empty_second = zmq_msg_size (&req->raw_data) == 0;
+        more = zmq_msg_more (&req->raw_data);
+    }
+    //  [identity, data]: a DEALER without delimiter, answered the same way;
+    //  [identity, "", data]: REQ framing; anything else is malformed (the
+    //  error goes back with the delimiter)
+    req->delimiter = frames != 2;
+    *shape = frames == 2 || (frames == 3 && empty_second)? 0: RELAIS_EMALFORMED;
+    return 1;
+}
+
+//  As s_revoked, for a request poller's request (released when refused)
+static bool
+s_request_revoked (relais_poller_t *self, relais_request_t *req)
+{
+    if (!relais_security_on ())
+        return false;
+    const char *user = zmq_msg_gets (&req->raw_data, "User-Id");
+    relais_peer_t peer;
+    if (!user || !*user || relais_security_peer_user (user, &peer))
+        return false;
+    self->revoked++;
+    if (self->revoked == 1 || self->revoked % 1000 == 0)
+        relais_warning ("message refused peer=%s why=certificate revoked refused=%llu",
+                        user, (unsigned long long) self->revoked);
+    relais_error_t err;
+    relais_error_clear (&err);
+    relais_error_set (&err, RELAIS_CODE_UNAUTHORIZED, "",
+                      "this connection's certificate has been revoked");
+    relais_request_error (self, req, &err, NULL, NULL);
+    relais_request_release (req);
+    return true;
+}
+
 static void
 s_drain (relais_poller_t *self)
 {
@@ -84,7 +145,18 @@ s_drain (relais_poller_t *self)
     //  before each message: a failed receive consumes the same notice, and
     //  one getsockopt per message was ~5% of intake's time under load.
     //  ZMQ_EVENTS is still asked once below, after the batch callback.
-    while (count < self->batch_max && !self->closed) {
+    while (self->request_fn && count < self->batch_max && !self->closed) {
+        relais_request_t req;
+        int shape;
+        if (!s_recv_request (self, &req, &shape))
+            break;
+        count++;
+        if (s_request_revoked (self, &req))
+            continue;
+        self->request_fn (self, &req, shape, self->arg);
+        relais_request_release (&req);
+    }
+    while (!self->request_fn && count < self->batch_max && !self->closed) {
         zmsg_t *msg = zmsg_recv (self->sock);
         if (!msg)
             break;
@@ -228,6 +300,17 @@ relais_poller_new (uv_loop_t *loop, zsock_t **sock_p, size_t batch_max,
     self->open_handles = 3;
     uv_poll_start (&self->poll, UV_READABLE, s_on_poll);
     uv_check_start (&self->check, s_on_check);
+    return self;
+}
+
+relais_poller_t *
+relais_poller_new_requests (uv_loop_t *loop, zsock_t **sock_p, size_t batch_max,
+                            relais_poller_request_fn *fn,
+                            relais_poller_batch_fn *batch_fn, void *arg)
+{
+    relais_poller_t *self = relais_poller_new (loop, sock_p, batch_max, NULL, batch_fn, arg);
+    if (self)
+        self->request_fn = fn;
     return self;
 }
 

@@ -536,12 +536,18 @@ relais_security_apply (zsock_t *sock, const char *endpoint, bool bind)
 bool
 relais_security_peer (zframe_t *frame, relais_peer_t *peer)
 {
+    return relais_security_peer_user (frame && s_sec.on? zframe_meta (frame, "User-Id"): NULL,
+                                      peer);
+}
+
+bool
+relais_security_peer_user (const char *user, relais_peer_t *peer)
+{
     memset (peer, 0, sizeof *peer);
     if (!s_sec.on) {
         s_copy (peer->name, sizeof peer->name, "anon");
         return true;
     }
-    const char *user = frame? zframe_meta (frame, "User-Id"): NULL;
     pthread_mutex_lock (&s_roster_lock);
     const s_entry_t *entry = user? (const s_entry_t *) zhashx_lookup (s_sec.by_name, user): NULL;
     if (entry)

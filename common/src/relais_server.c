@@ -48,7 +48,9 @@ relais_request_read (zmsg_t **msg_p, relais_request_t *req, relais_msg_t *msg,
     if (relais_request_take (msg_p, req))
         return relais_error_set (err, RELAIS_CODE_INVALID, "",
                                  "expected an empty delimiter frame, then one data frame");
-    if (relais_msg_decode (msg, zframe_data (req->data), zframe_size (req->data), NULL, err))
+    size_t size;
+    const void *bytes = relais_request_bytes (req, &size);
+    if (relais_msg_decode (msg, bytes, size, NULL, err))
         return RELAIS_EMALFORMED;
     if (msg->root.type != MSGPACK_OBJECT_MAP)
         return relais_error_set (err, RELAIS_CODE_INVALID, "", "request must be a map");
@@ -60,15 +62,21 @@ int
 relais_request_reply (relais_poller_t *poller, relais_request_t *req,
                       const void *data, size_t size)
 {
-    if (!req->identity)
+    if (req->raw? req->raw_replied: !req->identity)
         return -EINVAL;
     //  Straight from the caller's bytes: no zmsg, no frame copies. The
     //  identity is spent afterwards, as before: one reply per request.
     const void *parts [3];
     size_t sizes [3];
     size_t n = 0;
-    parts [n] = zframe_data (req->identity);
-    sizes [n++] = zframe_size (req->identity);
+    if (req->raw) {
+        parts [n] = zmq_msg_data (&req->raw_identity);
+        sizes [n++] = zmq_msg_size (&req->raw_identity);
+    }
+    else {
+        parts [n] = zframe_data (req->identity);
+        sizes [n++] = zframe_size (req->identity);
+    }
     if (req->delimiter) {
         parts [n] = "";
         sizes [n++] = 0;
@@ -76,7 +84,10 @@ relais_request_reply (relais_poller_t *poller, relais_request_t *req,
     parts [n] = data;
     sizes [n++] = size;
     int rc = relais_poller_sendv (poller, parts, sizes, n);
-    zframe_destroy (&req->identity);
+    if (req->raw)
+        req->raw_replied = true;
+    else
+        zframe_destroy (&req->identity);
     if (rc)
         relais_debug ("reply dropped error=%s", relais_strerror (rc));
     return rc;
@@ -120,7 +131,7 @@ relais_request_error (relais_poller_t *poller, relais_request_t *req,
     msgpack_sbuffer sbuf;
     msgpack_sbuffer_init (&sbuf);
     msgpack_packer pk;
-    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
+    msgpack_packer_init (&pk, &sbuf, relais_sbuffer_write);
     relais_pack_error (&pk, err, idem, rid);
     int rc = relais_request_reply (poller, req, sbuf.data, sbuf.size);
     msgpack_sbuffer_destroy (&sbuf);
@@ -132,6 +143,51 @@ relais_request_release (relais_request_t *req)
 {
     zframe_destroy (&req->identity);
     zframe_destroy (&req->data);
+    if (req->raw) {
+        zmq_msg_close (&req->raw_identity);
+        zmq_msg_close (&req->raw_data);
+        req->raw = false;
+    }
+}
+
+const void *
+relais_request_bytes (relais_request_t *req, size_t *size)
+{
+    if (req->raw) {
+        *size = zmq_msg_size (&req->raw_data);
+        return zmq_msg_data (&req->raw_data);
+    }
+    *size = req->data? zframe_size (req->data): 0;
+    return req->data? zframe_data (req->data): NULL;
+}
+
+bool
+relais_request_peer (relais_request_t *req, relais_peer_t *peer)
+{
+    if (!req->raw)
+        return relais_security_peer (req->data, peer);
+    //  zmq_msg_gets: NULL when the frame has no such property (no CURVE)
+    return relais_security_peer_user (relais_security_on ()?
+                                      zmq_msg_gets (&req->raw_data, "User-Id"): NULL, peer);
+}
+
+void
+relais_request_move (relais_request_t *dst, relais_request_t *src)
+{
+    *dst = *src;
+    if (src->raw) {
+        //  libzmq's frames move with zmq_msg_move, never by copying bytes
+        zmq_msg_init (&dst->raw_identity);
+        zmq_msg_init (&dst->raw_data);
+        zmq_msg_move (&dst->raw_identity, &src->raw_identity);
+        zmq_msg_move (&dst->raw_data, &src->raw_data);
+    }
+    src->identity = src->data = NULL;
+    src->raw = false;
+    if (dst->raw) {
+        zmq_msg_close (&src->raw_identity);
+        zmq_msg_close (&src->raw_data);
+    }
 }
 
 struct relais_signals_t {

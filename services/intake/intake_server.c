@@ -71,7 +71,6 @@ typedef struct s_op_t s_op_t;
 struct s_op_t {
     s_op_t *next;                       //  in the server's pool of spare ops
     relais_request_t req;
-    relais_msg_t msg;
     s_kind_t kind;
     const msgpack_object *idem;
     const msgpack_object *rid;
@@ -96,6 +95,7 @@ struct s_op_t {
     //  Last, kept with their memory when the op is reused (s_op_new)
     msgpack_sbuffer full;               //  submit: the whole signal, packed
     msgpack_sbuffer pub;                //  submit: its public view, packed
+    relais_msg_t msg;                   //  the request, decoded (its zone kept)
 };
 
 typedef struct {
@@ -126,6 +126,10 @@ struct intake_server_t {
     size_t count;
     s_stats_t stats;
     uint64_t now;                       //  clock of the open batch
+    //  next_signal of the open transaction: read at its first submit,
+    //  written back once at its end (not a get and a put per submit)
+    uint64_t next_signal;
+    bool next_signal_read;
     //  Reused from op to op: a fresh sbuffer mallocs 8 KiB at its first
     //  write, and a report is ~7.5 KiB of parsed fields; per event that
     //  was a fifth of intake's time under load.
@@ -229,7 +233,7 @@ s_op_recycle (intake_server_t *self, s_op_t **op_p)
         return;
     }
     relais_request_release (&op->req);
-    relais_msg_release (&op->msg);
+    relais_msg_clear (&op->msg);        //  its zone's memory stays for the next request
     op->next = self->pool;
     self->pool = op;
     self->pooled++;
@@ -247,7 +251,7 @@ s_op_reply (intake_server_t *self, s_op_t *op)
     msgpack_sbuffer *sbuf = &self->reply;
     msgpack_sbuffer_clear (sbuf);
     msgpack_packer pk;
-    msgpack_packer_init (&pk, sbuf, msgpack_sbuffer_write);
+    msgpack_packer_init (&pk, sbuf, relais_sbuffer_write);
     msgpack_pack_map (&pk, 6 + (op->rid != NULL));
     relais_pack_kv_bool (&pk, "ok", true);
     relais_pack_str (&pk, "idem");
@@ -339,7 +343,7 @@ s_op_parse (intake_server_t *self, s_op_t *op)
     //  Who sent it comes from the connection (CURVE certificate), never
     //  from the message. Idempotency is per producer: without CURVE every
     //  producer shares the anonymous scope, so idem must be globally unique.
-    if (!relais_security_peer (op->req.data, &op->peer))
+    if (!relais_request_peer (&op->req, &op->peer))
         return relais_error_set (err, RELAIS_CODE_UNAUTHORIZED, "",
                                  "this connection's certificate is not in the roster");
     size_t name_len = strnlen (op->peer.name, sizeof op->idem_key - S_IDEM_MAX - 1);
@@ -364,9 +368,9 @@ s_op_parse (intake_server_t *self, s_op_t *op)
             intake_pseudo_place (self->key, sig, op->place, sizeof op->place);
         op->reasons = intake_rules_qualify (&self->rules, sig, 0);
         msgpack_packer pk;
-        msgpack_packer_init (&pk, &op->full, msgpack_sbuffer_write);
+        msgpack_packer_init (&pk, &op->full, relais_sbuffer_write);
         relais_signal_pack_full (&pk, sig);
-        msgpack_packer_init (&pk, &op->pub, msgpack_sbuffer_write);
+        msgpack_packer_init (&pk, &op->pub, relais_sbuffer_write);
         relais_signal_pack_public (&pk, sig, S_PUBLIC_EXTRA);
         return 0;
     }
@@ -510,7 +514,7 @@ s_put_record (intake_server_t *self, relais_txn_t *txn, const s_record_t *rec,
     msgpack_sbuffer *sbuf = &self->record;
     msgpack_sbuffer_clear (sbuf);
     msgpack_packer pk;
-    msgpack_packer_init (&pk, sbuf, msgpack_sbuffer_write);
+    msgpack_packer_init (&pk, sbuf, relais_sbuffer_write);
     s_pack_record (&pk, rec, sig, full);
     return relais_txn_put (txn, S_DB_SIGNALS, rec->id, strlen (rec->id), sbuf->data, sbuf->size);
 }
@@ -555,7 +559,7 @@ s_publish_signal (intake_server_t *self, relais_txn_t *txn, const char *type,
     msgpack_sbuffer *sbuf = &self->body;
     msgpack_sbuffer_clear (sbuf);
     msgpack_packer pk;
-    msgpack_packer_init (&pk, sbuf, msgpack_sbuffer_write);
+    msgpack_packer_init (&pk, sbuf, relais_sbuffer_write);
     if (sig)
         relais_signal_pack_public (&pk, sig, S_PUBLIC_EXTRA + (changes != NULL));
     else
@@ -618,14 +622,14 @@ s_do_submit (intake_server_t *self, relais_txn_t *txn, s_op_t *op)
 {
     s_record_t rec;
     memset (&rec, 0, sizeof rec);
-    uint64_t next = 0;
-    int rc = relais_meta_get (txn, "next_signal", &next);
-    if (rc)
-        return rc;
-    next++;
-    if ((rc = relais_meta_set (txn, "next_signal", next)))
-        return rc;
-    s_format_id (rec.id, next);
+    int rc;
+    if (!self->next_signal_read) {
+        self->next_signal = 0;
+        if ((rc = relais_meta_get (txn, "next_signal", &self->next_signal)))
+            return rc;
+        self->next_signal_read = true;
+    }
+    s_format_id (rec.id, ++self->next_signal);
     rec.created_at = rec.updated_at = self->now;
     rec.ref_count = op->ref_count;
     memcpy (rec.refs, op->refs, op->ref_count * sizeof op->refs [0]);
@@ -717,7 +721,7 @@ s_do_close (intake_server_t *self, relais_txn_t *txn, s_op_t *op)
     msgpack_sbuffer sbuf;
     msgpack_sbuffer_init (&sbuf);
     msgpack_packer pk;
-    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
+    msgpack_packer_init (&pk, &sbuf, relais_sbuffer_write);
     msgpack_pack_map (&pk, 3);
     relais_pack_kv_str (&pk, "reason", op->reason);
     relais_pack_kv_uint (&pk, "level", rec.level);
@@ -739,6 +743,8 @@ static int
 s_write_batch (relais_txn_t *txn, void *arg)
 {
     intake_server_t *self = (intake_server_t *) arg;
+    //  Read anew on every attempt (the store may retry the transaction)
+    self->next_signal_read = false;
     for (size_t i = 0; i < self->count; i++) {
         s_op_t *op = self->ops [i];
         //  Results are rewritten on every attempt (the store may retry)
@@ -779,13 +785,17 @@ s_write_batch (relais_txn_t *txn, void *arg)
                                   value, 20 + idlen)))
             return rc;
     }
+    //  The ids this batch gave, in the same transaction as their reports
+    if (self->next_signal_read)
+        return relais_meta_set (txn, "next_signal", self->next_signal);
     return 0;
 }
 
 static void s_commit (intake_server_t *self);
 
+//  A request, straight in libzmq's frames (a request poller: no zmsg)
 static void
-s_on_submit (relais_poller_t *poller, zmsg_t **msg_p, void *arg)
+s_on_submit (relais_poller_t *poller, relais_request_t *req, int shape, void *arg)
 {
     intake_server_t *self = (intake_server_t *) arg;
     s_op_t *op = s_op_new (self);
@@ -794,13 +804,15 @@ s_on_submit (relais_poller_t *poller, zmsg_t **msg_p, void *arg)
     self->stats.received++;
     if (self->count == 0)
         self->now = relais_clock_now ();
+    relais_request_move (&op->req, req);
     relais_error_t *err = &op->err;
-    if (relais_request_take (msg_p, &op->req))
+    size_t size;
+    const void *bytes = relais_request_bytes (&op->req, &size);
+    if (shape)
         relais_error_set (err, RELAIS_CODE_INVALID, "",
                           "expected an empty delimiter frame, then one data frame");
     else
-    if (relais_msg_decode (&op->msg, zframe_data (op->req.data), zframe_size (op->req.data),
-                           NULL, err) == 0)
+    if (relais_msg_redecode (&op->msg, bytes, size, NULL, err) == 0)
         s_op_parse (self, op);
     if (op->err.code) {
         s_op_reply (self, op);
@@ -1005,7 +1017,7 @@ s_on_scrub_request (intake_server_t *self, relais_poller_t *poller, relais_reque
     msgpack_sbuffer out;
     msgpack_sbuffer_init (&out);
     msgpack_packer pk;
-    msgpack_packer_init (&pk, &out, msgpack_sbuffer_write);
+    msgpack_packer_init (&pk, &out, relais_sbuffer_write);
     intake_scrub_reply_begin (&pk, 1, rid, "intake", &args, erase, sc.count, "reports",
                               (const char *) sc.ids, sizeof *sc.ids, sc.count);
     relais_pack_kv_uint (&pk, "people_removed", args.dry_run? 0: sc.people_removed);
@@ -1069,7 +1081,7 @@ s_read_record (relais_txn_t *txn, void *arg)
         return rc;
     r->found = true;
     msgpack_packer pk;
-    msgpack_packer_init (&pk, r->out, msgpack_sbuffer_write);
+    msgpack_packer_init (&pk, r->out, relais_sbuffer_write);
     msgpack_pack_map (&pk, 2 + (r->rid != NULL));
     relais_pack_kv_bool (&pk, "ok", true);
     if (r->rid) {
@@ -1267,8 +1279,8 @@ intake_server_start (intake_server_t *self)
                                        RELAIS_SOCK_BIND, RELAIS_MSG_MAX_BYTES);
     if (!submit)
         goto failed;
-    self->submit = relais_poller_new (self->loop, &submit, self->batch_max,
-                                      s_on_submit, s_on_submit_batch, self);
+    self->submit = relais_poller_new_requests (self->loop, &submit, self->batch_max,
+                                               s_on_submit, s_on_submit_batch, self);
     zsock_t *records = relais_sock_new (ZMQ_ROUTER, relais_config_str (config, "intake/records"),
                                         RELAIS_SOCK_BIND, RELAIS_MSG_MAX_BYTES);
     if (!records)

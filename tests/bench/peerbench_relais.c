@@ -11,8 +11,11 @@
     order, which the acks confirm). Replay: fetch from seq 1 until last,
     pipelined (bench_replay.c).
     @discuss
-    Every ack and event is decoded by relais_msg_decode (pre-walk, limits);
-    fetch replies by relais_fetch_parse (a bounded walk, no object tree).
+    Every reply and event is checked. An ack in the throughput and end-to-end
+    runs is read by a light, bounded reader of its ok, seq and idem (as
+    hiredis reads an XADD reply); any other reply, and every event, is
+    decoded by relais_msg_decode (pre-walk, limits); fetch replies by
+    relais_fetch_parse (a bounded walk, no object tree).
     =========================================================================
 */
 #include "peerbench.h"
@@ -70,6 +73,122 @@ typedef struct {
     zmq_msg_t frame;
     relais_msg_t msg;
 } s_reply_t;
+
+//  Receives one reply's data frame, not decoded. 0: received (close
+//  *frame); -EAGAIN: none waiting; other negative: broken.
+static int
+s_frame_recv (zsock_t *sock, zmq_msg_t *frame, int flags)
+{
+    void *handle = zsock_resolve (sock);
+    zmq_msg_init (frame);
+    bool first = true;
+    for (;;) {
+        if (!first) {
+            zmq_msg_close (frame);
+            zmq_msg_init (frame);
+        }
+        if (zmq_msg_recv (frame, handle, first? flags: 0) < 0) {
+            int rc = -errno;
+            zmq_msg_close (frame);
+            return rc;
+        }
+        first = false;
+        if (!zmq_msg_more (frame))
+            break;
+    }
+    return 0;
+}
+
+//  What the throughput loop checks of every ack: ok, its seq, its idem
+typedef struct {
+    bool ok;
+    bool has_seq;
+    uint64_t seq;
+    const char *idem;
+    size_t idem_len;
+} s_ack_t;
+
+//  A light, bounded read of an ack as intake sends it: a map of short
+//  string keys whose values are booleans, strings or unsigned integers
+//  ({ok, idem, id, seq, level, duplicate}). Returns false on anything else
+//  (an error reply, an unexpected shape): the caller then decodes the reply
+//  with relais_msg_decode. Every byte read is within size.
+static bool
+s_ack_read (const uint8_t *p, size_t size, s_ack_t *ack)
+{
+    memset (ack, 0, sizeof *ack);
+    const uint8_t *end = p + size;
+    if (p >= end || (*p & 0xf0) != 0x80)
+        return false;                   //  not a fixmap
+    uint32_t pairs = *p++ & 0x0f;
+    bool has_ok = false;
+    for (uint32_t i = 0; i < pairs; i++) {
+        if (p >= end || (*p & 0xe0) != 0xa0)
+            return false;               //  a key that is not a fixstr
+        size_t klen = *p++ & 0x1f;
+        if ((size_t) (end - p) < klen + 1)
+            return false;
+        const char *key = (const char *) p;
+        p += klen;
+        uint8_t t = *p++;
+        const char *str = NULL;
+        size_t slen = 0;
+        uint64_t num = 0;
+        bool is_num = false;
+        if (t <= 0x7f) {
+            num = t;
+            is_num = true;
+        }
+        else
+        if ((t & 0xe0) == 0xa0 || t == 0xd9) {
+            if (t == 0xd9) {
+                if (p >= end)
+                    return false;
+                slen = *p++;
+            }
+            else
+                slen = t & 0x1f;
+            if ((size_t) (end - p) < slen)
+                return false;
+            str = (const char *) p;
+            p += slen;
+        }
+        else
+        if (t >= 0xcc && t <= 0xcf) {
+            size_t n = (size_t) 1 << (t - 0xcc);
+            if ((size_t) (end - p) < n)
+                return false;
+            for (size_t b = 0; b < n; b++)
+                num = (num << 8) | p [b];
+            p += n;
+            is_num = true;
+        }
+        else
+        if (t != 0xc2 && t != 0xc3)
+            return false;
+        if (klen == 2 && memcmp (key, "ok", 2) == 0) {
+            if (t != 0xc2 && t != 0xc3)
+                return false;
+            ack->ok = t == 0xc3;
+            has_ok = true;
+        }
+        else
+        if (klen == 3 && memcmp (key, "seq", 3) == 0) {
+            if (!is_num)
+                return false;
+            ack->seq = num;
+            ack->has_seq = true;
+        }
+        else
+        if (klen == 4 && memcmp (key, "idem", 4) == 0) {
+            if (!str)
+                return false;
+            ack->idem = str;
+            ack->idem_len = slen;
+        }
+    }
+    return p == end && has_ok && ack->ok && ack->has_seq && ack->idem;
+}
 
 //  Receives one reply. 0: decoded (release it); -EAGAIN: none waiting;
 //  other negative: broken.
@@ -186,12 +305,41 @@ s_drain_acks (pb_ctx_t *ctx, zsock_t *sock, uint64_t *sent_at, bool *acked, uint
     int64_t got = 0;
     s_reply_t reply;
     int rc;
-    while ((rc = s_reply_recv (sock, &reply, ZMQ_DONTWAIT, NULL)) == 0) {
+    //  Every ack is checked: ok true, a seq, the idem of one of our events.
+    //  An ack as intake sends it is read with the light reader; anything
+    //  else is decoded in full below (an error reply is reported).
+    while ((rc = s_frame_recv (sock, &reply.frame, ZMQ_DONTWAIT)) == 0) {
         uint64_t now = pb_now_us ();
+        s_ack_t ack;
+        if (s_ack_read ((const uint8_t *) zmq_msg_data (&reply.frame),
+                        zmq_msg_size (&reply.frame), &ack)) {
+            uint64_t index = pb_payload_index (ack.idem, ack.idem_len, ctx->run);
+            if (index < count && !acked [index]) {
+                acked [index] = true;
+                got++;
+                if (lat_us)
+                    lat_us [index] = now - sent_at [index];
+                if (seqs)
+                    seqs [index] = ack.seq;
+            }
+            zmq_msg_close (&reply.frame);
+            continue;
+        }
+        relais_error_t err;
+        if (relais_msg_decode (&reply.msg, zmq_msg_data (&reply.frame),
+                               zmq_msg_size (&reply.frame), NULL, &err)) {
+            zmq_msg_close (&reply.frame);
+            return pb_fail (ctx, -EBADMSG, "broken reply (%s)", err.message);
+        }
         if (!s_reply_ok (&reply)) {
             rc = s_reply_fail (ctx, &reply);
             s_reply_release (&reply);
             return rc;
+        }
+        uint64_t seq = 0;
+        if (!relais_msg_uint (relais_msg_get (&reply.msg.root, "seq"), &seq)) {
+            s_reply_release (&reply);
+            return pb_fail (ctx, -EPROTO, "an ack without seq");
         }
         uint64_t index = s_reply_index (&reply, ctx->run);
         if (index < count && !acked [index]) {
@@ -200,7 +348,7 @@ s_drain_acks (pb_ctx_t *ctx, zsock_t *sock, uint64_t *sent_at, bool *acked, uint
             if (lat_us)
                 lat_us [index] = now - sent_at [index];
             if (seqs)
-                relais_msg_uint (relais_msg_get (&reply.msg.root, "seq"), &seqs [index]);
+                seqs [index] = seq;
         }
         s_reply_release (&reply);
     }

@@ -67,6 +67,18 @@ for data, code, field, what in cases:
 
 # Framing: a message with extra frames is refused, the peer still answered
 expect(raw(None, frames=[b"", pack({"op": "submit"}), b"extra"]), "invalid", None, "three frames")
+expect(raw(None, frames=[b"x", pack({"op": "submit"})]), "invalid", None, "a non-empty delimiter")
+expect(raw(None, frames=[b"", b"", b"", b""]), "invalid", None, "four frames")
+# A DEALER that sends no delimiter is answered the same way (one frame back;
+# a refused op, so that nothing is stored)
+s = CTX.socket(zmq.DEALER)
+s.setsockopt(zmq.LINGER, 0)
+s.connect(submit)
+s.send(pack({"op": "explode", "idem": "bad-no-delimiter"}))
+check(s.poll(5000), "a reply without delimiter")
+parts = s.recv_multipart()
+check(len(parts) == 1 and unpack(parts[0])["code"] == "unknown_op", "answered, no delimiter back", parts)
+s.close()
 
 # Over ZMQ_MAXMSGSIZE (64 KiB) the peer is disconnected by libzmq: no reply,
 # and the service is unharmed.

@@ -313,6 +313,31 @@ test_utf8 (void)
         { "\xe2\x28\xa1", 3, false, false },                //  bad continuation
         { "abc\xc3", 4, false, false },                     //  cut at the end
     };
+    //  Every length around the word-sized checks (1 to 20 bytes), with one
+    //  byte replaced at every position: a control, DEL, a lone continuation
+    //  or a cut sequence is refused wherever it is, a newline only without
+    //  allow_newlines, a 2-byte letter (é) accepted
+    for (size_t len = 1; len <= 20; len++)
+        for (size_t at = 0; at < len; at++) {
+            char text [24];
+            memset (text, 'a', sizeof text);
+            const uint8_t bad [] = { 0x00, 0x1f, 0x7f, 0x80, 0xc3, 0xff };
+            for (size_t b = 0; b < sizeof bad; b++) {
+                text [at] = (char) bad [b];
+                CHECK (!relais_utf8_clean (text, len, true));
+                CHECK (!relais_utf8_clean (text, len, false));
+            }
+            text [at] = '\n';
+            CHECK (relais_utf8_clean (text, len, true));
+            CHECK (!relais_utf8_clean (text, len, false));
+            text [at] = 'a';
+            CHECK (relais_utf8_clean (text, len, false));
+            if (at + 1 < len) {
+                text [at] = (char) 0xc3;
+                text [at + 1] = (char) 0xa9;
+                CHECK (relais_utf8_clean (text, len, false));
+            }
+        }
     for (size_t i = 0; i < sizeof cases / sizeof cases [0]; i++) {
         bool single = relais_utf8_clean (cases [i].bytes, cases [i].size, false);
         bool multi = relais_utf8_clean (cases [i].bytes, cases [i].size, true);
@@ -1277,6 +1302,98 @@ test_vectors (void)
     CHECK (count >= 30);
 }
 
+static const char *const intake_like_names [32] = {
+    "n0", "n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8", "n9", "n10", "n11", "n12", "n13", "n14", "n15", "n16", "n17", "n18", "n19", "n20", "n21", "n22", "n23", "n24", "n25", "n26", "n27", "n28", "n29", "n30", "n31"
+};
+
+//  relais_sbuffer_write writes what msgpack_sbuffer_write writes, for every
+//  piece size around its fixed-size moves, from an empty buffer (growth)
+//  and into a buffer with room; and a packer over it packs the same bytes
+static void
+test_sbuffer_write (void)
+{
+    char text [64];
+    for (size_t i = 0; i < sizeof text; i++)
+        text [i] = (char) ('A' + i % 26);
+    msgpack_sbuffer ours, theirs;
+    msgpack_sbuffer_init (&ours);
+    msgpack_sbuffer_init (&theirs);
+    CHECK_OK (relais_sbuffer_write (&ours, text, 0));     //  empty buffer, nothing
+    CHECK (ours.size == 0);
+    CHECK_OK (relais_sbuffer_write (&ours, text, 1));     //  first growth
+    CHECK_OK (msgpack_sbuffer_write (&theirs, text, 1));
+    for (int round = 0; round < 2; round++)
+        for (size_t len = 0; len <= 40; len++)
+            for (size_t off = 0; off + len <= sizeof text; off += 7) {
+                CHECK_OK (relais_sbuffer_write (&ours, text + off, len));
+                CHECK_OK (msgpack_sbuffer_write (&theirs, text + off, len));
+            }
+    CHECK (ours.size == theirs.size && memcmp (ours.data, theirs.data, ours.size) == 0);
+    CHECK_OK (relais_sbuffer_write (&ours, NULL, 0));
+    CHECK (ours.size == theirs.size);
+    msgpack_sbuffer_clear (&ours);
+    msgpack_sbuffer_clear (&theirs);
+    msgpack_packer a, b;
+    msgpack_packer_init (&a, &ours, relais_sbuffer_write);
+    msgpack_packer_init (&b, &theirs, msgpack_sbuffer_write);
+    msgpack_packer *both [2] = { &a, &b };
+    for (int i = 0; i < 2; i++) {
+        msgpack_pack_map (both [i], 4);
+        relais_pack_kv_str (both [i], "k", "a value of some length, over 16 bytes");
+        relais_pack_kv_uint (both [i], "seq", 1234567890123ULL);
+        relais_pack_kv_bool (both [i], "ok", true);
+        relais_pack_str (both [i], "reasons");
+        relais_pack_mask (both [i], 0x80000005u, intake_like_names, 32);
+    }
+    CHECK (ours.size == theirs.size && memcmp (ours.data, theirs.data, ours.size) == 0);
+    relais_msg_t msg;
+    relais_error_t err;
+    CHECK_OK (relais_msg_decode (&msg, ours.data, ours.size, NULL, &err));
+    const msgpack_object *reasons = relais_msg_get (&msg.root, "reasons");
+    CHECK (reasons && reasons->type == MSGPACK_OBJECT_ARRAY && reasons->via.array.size == 3);
+    CHECK (relais_msg_str_eq (&reasons->via.array.ptr [0], "n0"));
+    CHECK (relais_msg_str_eq (&reasons->via.array.ptr [1], "n2"));
+    CHECK (relais_msg_str_eq (&reasons->via.array.ptr [2], "n31"));
+    relais_msg_release (&msg);
+    msgpack_sbuffer_destroy (&ours);
+    msgpack_sbuffer_destroy (&theirs);
+}
+
+//  A msg reused from message to message keeps its zone: same results as
+//  relais_msg_decode, the same refusals, no leak (ASan) after a refusal
+static void
+test_redecode (void)
+{
+    relais_msg_t msg;
+    memset (&msg, 0, sizeof msg);
+    relais_error_t err;
+    for (uint64_t i = 0; i < 50; i++) {
+        msgpack_sbuffer sbuf;
+        msgpack_sbuffer_init (&sbuf);
+        msgpack_packer pk;
+        msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
+        msgpack_pack_map (&pk, 2);
+        relais_pack_kv_uint (&pk, "seq", i);
+        relais_pack_kv_str (&pk, "text", i % 2? "odd": "even");
+        CHECK_OK (relais_msg_redecode (&msg, sbuf.data, sbuf.size, NULL, &err));
+        uint64_t seq = 0;
+        CHECK (relais_msg_uint (relais_msg_get (&msg.root, "seq"), &seq) && seq == i);
+        CHECK (relais_msg_str_eq (relais_msg_get (&msg.root, "text"), i % 2? "odd": "even"));
+        relais_msg_clear (&msg);
+        CHECK (msg.root.type == MSGPACK_OBJECT_NIL);
+        //  refused input, then a good one again, into the same msg
+        CHECK (relais_msg_redecode (&msg, "\xc1", 1, NULL, &err) == RELAIS_EMALFORMED);
+        CHECK (relais_msg_redecode (&msg, "\x91\x91\x91\x91\x91\x91\x91\x91\x91\x01", 10,
+                                    NULL, &err) == RELAIS_ETOOLARGE);
+        CHECK_OK (relais_msg_redecode (&msg, sbuf.data, sbuf.size, NULL, &err));
+        CHECK (relais_msg_uint (relais_msg_get (&msg.root, "seq"), &seq) && seq == i);
+        relais_msg_clear (&msg);
+        msgpack_sbuffer_destroy (&sbuf);
+    }
+    relais_msg_release (&msg);
+    relais_msg_release (&msg);          //  twice: safe
+}
+
 int
 main (void)
 {
@@ -1292,6 +1409,8 @@ main (void)
     RUN (test_apply_changes);
     RUN (test_cell);
     RUN (test_vectors);
+    RUN (test_sbuffer_write);
+    RUN (test_redecode);
     printf ("test_proto: OK\n");
     return 0;
 }

@@ -33,6 +33,7 @@
 #include <uv.h>
 #include "relais_config.h"
 #include "relais_envelope.h"
+#include "relais_security.h"
 #include "relais_store.h"
 
 //  ---------------------------------------------------------------------------
@@ -82,6 +83,21 @@ void
 //  ---------------------------------------------------------------------------
 typedef struct relais_poller_t relais_poller_t;
 
+//  One request of a ROUTER server (the helpers are below, relais_request_*)
+typedef struct {
+    zframe_t *identity;         //  owned
+    bool delimiter;             //  the request had the empty frame
+    zframe_t *data;             //  owned
+    //  A request from a request poller (relais_poller_new_requests) holds
+    //  libzmq's own frames instead (identity and data are then NULL): no
+    //  czmq allocation, no copy. Read it with relais_request_bytes and
+    //  relais_request_peer; move it with relais_request_move.
+    bool raw;
+    bool raw_replied;           //  raw_identity is spent (one reply per request)
+    zmq_msg_t raw_identity;     //  owned
+    zmq_msg_t raw_data;         //  owned
+} relais_request_t;
+
 //  Called for each message received; the callee takes *msg_p (and nulls it)
 //  or leaves it to be destroyed.
 typedef void (relais_poller_fn) (relais_poller_t *poller, zmsg_t **msg_p, void *arg);
@@ -94,6 +110,24 @@ relais_poller_t *
     relais_poller_new (uv_loop_t *loop, zsock_t **sock_p, size_t batch_max,
                        relais_poller_fn *fn, relais_poller_batch_fn *batch_fn,
                        void *arg);
+
+//  Called for each request a request poller receives, split as
+//  relais_request_take splits a zmsg but straight into libzmq's frames (no
+//  zmsg, no zframe, no copy). rc is 0, or RELAIS_EMALFORMED when the shape
+//  is wrong (the identity is kept so that an error can be sent back). The
+//  callee keeps the request with relais_request_move, or leaves it to be
+//  released when it returns.
+typedef void (relais_poller_request_fn) (relais_poller_t *poller, relais_request_t *req,
+                                         int rc, void *arg);
+
+//  As relais_poller_new, for a ROUTER serving requests (PROTOCOL: identity,
+//  empty delimiter, one data frame; a frame-less DEALER tolerated). A
+//  message whose certificate was revoked is answered "unauthorized" here,
+//  as relais_poller_new does.
+relais_poller_t *
+    relais_poller_new_requests (uv_loop_t *loop, zsock_t **sock_p, size_t batch_max,
+                                relais_poller_request_fn *fn,
+                                relais_poller_batch_fn *batch_fn, void *arg);
 
 //  The socket, for sends. After sending, the check handle re-reads events.
 zsock_t *
@@ -244,13 +278,8 @@ void
 
 //  ---------------------------------------------------------------------------
 //  Request framing helpers for ROUTER servers (PROTOCOL: identity, empty
-//  delimiter, one data frame; a frame-less DEALER peer is tolerated).
-
-typedef struct {
-    zframe_t *identity;         //  owned
-    bool delimiter;             //  the request had the empty frame
-    zframe_t *data;             //  owned
-} relais_request_t;
+//  delimiter, one data frame; a frame-less DEALER peer is tolerated). relais_request_t
+//  is declared above, with the poller.
 
 //  Split a ROUTER message. Returns 0, or RELAIS_EMALFORMED when the shape is
 //  wrong (the identity is still kept so an error can be sent back).
@@ -288,6 +317,20 @@ int
 
 void
     relais_request_release (relais_request_t *req);
+
+//  The bytes of req's data frame, whichever way it was received (NULL and
+//  *size 0 when it has none).
+const void *
+    relais_request_bytes (relais_request_t *req, size_t *size);
+
+//  Who sent req (relais_security_peer on its data frame's User-Id).
+bool
+    relais_request_peer (relais_request_t *req, relais_peer_t *peer);
+
+//  Move *src into *dst (dst uninitialised or released); src is left empty,
+//  safe to release.
+void
+    relais_request_move (relais_request_t *dst, relais_request_t *src);
 
 //  ---------------------------------------------------------------------------
 //  Graceful stop: run fn once on SIGINT or SIGTERM. The handle is closed by

@@ -89,6 +89,11 @@ int
 bool
     relais_security_peer (zframe_t *frame, relais_peer_t *peer);
 
+//  The same from the User-Id property itself (zmq_msg_gets of a frame
+//  received with zmq_msg_recv; NULL when it has none).
+bool
+    relais_security_peer_user (const char *user, relais_peer_t *peer);
+
 //  Re-read the certificate folder now (the ZAP handler also does it every
 //  security/refresh, default 10 s). A certificate whose file is gone, or
 //  whose name, role or partner changed, is revoked: its next handshake is
