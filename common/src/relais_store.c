@@ -47,6 +47,9 @@
 #define S_WAL_HEADER        24
 #define S_WAL_SIZE_DEFAULT  ((size_t) 4 << 20)
 #define S_WAL_SIZE_MIN      ((size_t) 64 << 10)
+//  At most 64 K pages of changes wait for a checkpoint (LMDB's dirty list
+//  holds 128 K), and a record's length fits its u32
+#define S_WAL_SIZE_MAX      ((size_t) 256 << 20)
 #define S_OP_PUT            1
 #define S_OP_DEL            2
 #define S_OP_HEADER         8
@@ -120,6 +123,7 @@ struct relais_txn_t {
     bool rdonly;
     bool logging;                   //  successful puts/dels go to the WAL record
     bool map_full;                  //  an operation hit MDB_MAP_FULL: grow, retry
+    bool txn_full;                  //  MDB_TXN_FULL: checkpoint, retry once
     int error;                      //  first failed operation (mapped code)
     //  Log bounds, read from meta once per txn; appends update them here
     //  and meta once, just before the commit (not two gets and a put per
@@ -161,6 +165,8 @@ s_op_failed (relais_txn_t *txn, int rc)
 {
     if (rc == MDB_MAP_FULL)
         txn->map_full = true;
+    if (rc == MDB_TXN_FULL)
+        txn->txn_full = true;
     int mapped = s_map_rc (rc);
     if (txn->error == 0)
         txn->error = mapped;
@@ -347,6 +353,8 @@ s_store_new (const char *dir, const relais_store_opts_t *opts, bool reader)
     self->wal_size = opts && opts->wal_size? opts->wal_size: S_WAL_SIZE_DEFAULT;
     if (self->wal_size < S_WAL_SIZE_MIN)
         self->wal_size = S_WAL_SIZE_MIN;
+    if (self->wal_size > S_WAL_SIZE_MAX)
+        self->wal_size = S_WAL_SIZE_MAX;
     self->map_size = opts && opts->map_size? opts->map_size: S_MAP_SIZE_DEFAULT;
     self->map_max = opts && opts->map_max? opts->map_max: S_MAP_MAX_DEFAULT;
     if (self->map_max < self->map_size)
@@ -880,6 +888,8 @@ s_parent_restore (relais_store_t *self)
 static int
 s_checkpoint (relais_store_t *self)
 {
+    if (self->broken)
+        return RELAIS_EFATAL;           //  its parent, if any, only serves reads
     if (!self->parent)
         return 0;
     if (!self->parent_dirty) {
@@ -913,6 +923,9 @@ s_checkpoint (relais_store_t *self)
     }
     relais_error ("relais_store: %s: checkpoint failed, store can no longer be trusted: %s",
                   self->dir, mdb_strerror (rc));
+    //  No write is acked any more; reads (a fetch, until the service
+    //  exits) still see every acked write, from the log
+    s_parent_restore (self);
     self->broken = true;
     return RELAIS_EFATAL;
 }
@@ -1113,6 +1126,7 @@ relais_store_write (relais_store_t *self, relais_write_fn *fn, void *arg)
         relais_error ("relais_store: %s: opened read-only beside its owner: no write", self->dir);
         return -EROFS;
     }
+    bool txn_retried = false;
     while (true) {
         if (self->broken)
             return RELAIS_EFATAL;
@@ -1136,6 +1150,16 @@ relais_store_write (relais_store_t *self, relais_write_fn *fn, void *arg)
         if (!txn.map_full && rc == 0 && txn.error)
             rc = txn.error;
         self->writing = false;
+        //  Too many pages changed since the checkpoint: the rollback below
+        //  checkpoints, then the write runs once more on an empty parent
+        if (txn.txn_full && !txn.map_full && !txn_retried) {
+            txn_retried = true;
+            int back = s_rollback (self);
+            s_hooks_abort (self);
+            if (back)
+                return back;
+            continue;
+        }
         if (txn.map_full || rc) {
             //  A failed LMDB operation leaves the txn unusable: roll back
             //  then too, even with nothing written

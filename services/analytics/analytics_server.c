@@ -24,7 +24,7 @@ const relais_config_key_t analytics_keys [] = {
     { "store/path", "analytics", relais_check_path, "LMDB folder (relative: under relais/data)" },
     { "store/map_size", "64M", relais_check_size, "initial LMDB map size; grows on demand" },
     { "store/map_max", "64G", relais_check_size, "cap of the LMDB map" },
-    { "store/wal_size", "4M", relais_check_size, "write-ahead log file: an ack flushes one record there; full, it is checkpointed into LMDB" },
+    { "store/wal_size", "4M", relais_check_size, "write-ahead log file, 64K to 256M: an ack flushes one record there; full, it is checkpointed into LMDB" },
     { "heartbeat", "1s", relais_check_duration, "heartbeat interval on PUB" },
     { "suppress_below", "5", relais_check_uint, "counts from 1 to this - 1 are suppressed in exports and reports" },
     { NULL, NULL, NULL, NULL }

@@ -27,7 +27,7 @@ const relais_config_key_t capacity_state_keys [] = {
     { "store/path", "capacity", relais_check_path, "LMDB folder (relative: under relais/data)" },
     { "store/map_size", "16M", relais_check_size, "initial LMDB map size; grows on demand" },
     { "store/map_max", "16G", relais_check_size, "cap of the LMDB map" },
-    { "store/wal_size", "4M", relais_check_size, "write-ahead log file: an ack flushes one record there; full, it is checkpointed into LMDB" },
+    { "store/wal_size", "4M", relais_check_size, "write-ahead log file, 64K to 256M: an ack flushes one record there; full, it is checkpointed into LMDB" },
     { "reservation_hold", "2h", relais_check_duration, "a held reservation expires after this" },
     { "forecast/window", "7d", relais_check_duration, "forecast window (whole days, at least 2)" },
     { "forecast/every", "1d", relais_check_duration, "period of the published forecast" },

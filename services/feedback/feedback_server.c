@@ -28,7 +28,7 @@ const relais_config_key_t feedback_keys [] = {
     { "store/path", "feedback", relais_check_path, "LMDB folder (relative: under relais/data)" },
     { "store/map_size", "64M", relais_check_size, "initial LMDB map size; grows on demand" },
     { "store/map_max", "64G", relais_check_size, "cap of the LMDB map" },
-    { "store/wal_size", "4M", relais_check_size, "write-ahead log file: an ack flushes one record there; full, it is checkpointed into LMDB" },
+    { "store/wal_size", "4M", relais_check_size, "write-ahead log file, 64K to 256M: an ack flushes one record there; full, it is checkpointed into LMDB" },
     { "heartbeat", "1s", relais_check_duration, "heartbeat interval on PUB" },
     { "feed_heartbeat", "1s", relais_check_duration, "ping interval with followers; silent 3 intervals = gone" },
     { "window", "64", relais_check_uint, "status changes outstanding (sent, unacked) per producer" },

@@ -38,7 +38,7 @@ const relais_config_key_t intake_keys [] = {
     { "store/path", "intake", relais_check_path, "LMDB folder (relative: under relais/data)" },
     { "store/map_size", "64M", relais_check_size, "initial LMDB map size; grows on demand" },
     { "store/map_max", "64G", relais_check_size, "cap of the LMDB map; past it submits get 'unavailable'" },
-    { "store/wal_size", "4M", relais_check_size, "write-ahead log file: an ack flushes one record there; full, it is checkpointed into LMDB" },
+    { "store/wal_size", "4M", relais_check_size, "write-ahead log file, 64K to 256M: an ack flushes one record there; full, it is checkpointed into LMDB" },
     { "heartbeat", "1s", relais_check_duration, "heartbeat interval on PUB" },
     { "batch_max", "4096", relais_check_uint, "requests at most in one group commit" },
     { "person_key_file", "intake.key", relais_check_path, "secret key of person_refs (created at first start, mode 0600)" },

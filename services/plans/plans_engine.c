@@ -20,7 +20,7 @@ const relais_config_key_t plans_keys [] = {
     { "store/path", "plans", relais_check_path, "LMDB folder (relative: under relais/data)" },
     { "store/map_size", "64M", relais_check_size, "initial LMDB map size; grows on demand" },
     { "store/map_max", "16G", relais_check_size, "cap of the LMDB map" },
-    { "store/wal_size", "4M", relais_check_size, "write-ahead log file: an ack flushes one record there; full, it is checkpointed into LMDB" },
+    { "store/wal_size", "4M", relais_check_size, "write-ahead log file, 64K to 256M: an ack flushes one record there; full, it is checkpointed into LMDB" },
     { "stale_after", "3d", relais_check_duration, "plan.stale after this long without activity (0: never)" },
     { "overdue_check", "30s", relais_check_duration, "longest wait between two deadline checks" },
     { "reopen_window", "30d", relais_check_duration, "a report on a plan closed less than this ago reopens it" },

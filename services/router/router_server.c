@@ -33,7 +33,7 @@ const relais_config_key_t router_keys [] = {
     { "store/path", "router", relais_check_path, "LMDB folder (relative: under relais/data)" },
     { "store/map_size", "64M", relais_check_size, "initial LMDB map size; grows on demand" },
     { "store/map_max", "64G", relais_check_size, "cap of the LMDB map" },
-    { "store/wal_size", "4M", relais_check_size, "write-ahead log file: an ack flushes one record there; full, it is checkpointed into LMDB" },
+    { "store/wal_size", "4M", relais_check_size, "write-ahead log file, 64K to 256M: an ack flushes one record there; full, it is checkpointed into LMDB" },
     { "heartbeat", "1s", relais_check_duration, "heartbeat interval on PUB" },
     { "partner_heartbeat", "1s", relais_check_duration, "ping interval with notifiers; silent 3 intervals = gone" },
     { "window", "32", relais_check_uint, "deliveries outstanding (sent, unacked) per partner" },

@@ -53,7 +53,7 @@ typedef struct {
     size_t map_size;            //  initial map size in bytes (0: 64 MiB)
     size_t map_max;             //  cap for growth (0: 64 GiB)
     const char *const *dbs;     //  NULL-terminated names of the service's databases
-    size_t wal_size;            //  bytes of the write-ahead log file (0: 4 MiB; at least 64 KiB)
+    size_t wal_size;            //  bytes of the write-ahead log file (0: 4 MiB; 64 KiB to 256 MiB)
 } relais_store_opts_t;
 
 //  A write callback runs inside one write transaction; return 0 to commit,
