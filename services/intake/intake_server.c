@@ -1179,10 +1179,13 @@ s_on_maint (uv_timer_t *timer)
     intake_server_t *self = (intake_server_t *) timer->data;
     relais_store_tick (self->store);
     static uint64_t ticks;
+    relais_store_stats_t store;
+    relais_store_stats (self->store, &store);
     if (++ticks % 6 == 0)
         relais_info ("stats received=%llu acked=%llu duplicates=%llu batches=%llu "
                      "largest_batch=%llu invalid=%llu too_large=%llu unknown_op=%llu "
-                     "not_found=%llu conflict=%llu unavailable=%llu replies_dropped=%llu last=%llu",
+                     "not_found=%llu conflict=%llu unavailable=%llu replies_dropped=%llu last=%llu "
+                     "wal_records=%llu checkpoints=%llu",
                      (unsigned long long) self->stats.received,
                      (unsigned long long) self->stats.acked,
                      (unsigned long long) self->stats.duplicates,
@@ -1195,7 +1198,9 @@ s_on_maint (uv_timer_t *timer)
                      (unsigned long long) self->stats.errors [5],
                      (unsigned long long) self->stats.errors [6],
                      (unsigned long long) self->stats.replies_dropped,
-                     (unsigned long long) relais_pub_last (self->pub));
+                     (unsigned long long) relais_pub_last (self->pub),
+                     (unsigned long long) store.wal_records,
+                     (unsigned long long) store.checkpoints);
 }
 
 static void
