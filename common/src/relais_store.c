@@ -95,6 +95,7 @@ struct relais_store_t {
     pthread_rwlock_t remap;         //  readers shared, map growth exclusive
     //  Names of the databases by LMDB handle (the WAL names them)
     const char *dbi_name [RELAIS_STORE_MAX_DBS + 8];
+    uint8_t dbi_name_len [RELAIS_STORE_MAX_DBS + 8];
     //  The write-ahead log (see "The write-ahead log" below)
     MDB_txn *parent;                //  open between checkpoints, owner thread only
     pthread_t owner;
@@ -138,6 +139,7 @@ static int s_wal_lock (relais_store_t *self);
 static void s_reader_unlock (relais_store_t *self);
 static int s_wal_open (relais_store_t *self);
 static int s_checkpoint (relais_store_t *self);
+static int s_checkpoint_settled (relais_store_t *self);
 
 //  ---------------------------------------------------------------------------
 //  Return codes: LMDB's positive errno → -errno; its own codes are negative
@@ -242,6 +244,8 @@ s_open_dbs (relais_store_t *self)
     for (int i = 0; i < self->ndbs && rc == 0; i++)
         if (self->dbis [i] < slots)
             self->dbi_name [self->dbis [i]] = self->names [i];
+    for (size_t i = 0; i < slots; i++)      //  names are < 256 bytes (mdb keys)
+        self->dbi_name_len [i] = self->dbi_name [i]? (uint8_t) strlen (self->dbi_name [i]): 0;
     if (rc) {
         relais_error ("relais_store: %s: cannot open databases: %s", self->dir, mdb_strerror (rc));
         mdb_txn_abort (txn);
@@ -420,8 +424,8 @@ relais_store_destroy (relais_store_t **self_p)
     relais_store_t *self = *self_p;
     s_require (!self->writing, "relais_store_destroy inside a write");
     //  What the checkpoint cannot commit stays in the WAL for the next open
-    if (self->parent && !self->broken && s_checkpoint (self) == S_GROWN)
-        s_checkpoint (self);
+    if (self->parent && !self->broken)
+        s_checkpoint_settled (self);
     if (self->parent)
         mdb_txn_abort (self->parent);
     if (self->wal_fd >= 0)
@@ -630,7 +634,7 @@ s_op_record (relais_txn_t *txn, int kind, MDB_dbi dbi, const void *key, size_t k
     s_require (dbi < sizeof self->dbi_name / sizeof self->dbi_name [0] && self->dbi_name [dbi],
                "database handle %u has no name", (unsigned) dbi);
     const char *name = self->dbi_name [dbi];
-    size_t nlen = strlen (name);
+    size_t nlen = self->dbi_name_len [dbi];
     if (vlen > UINT32_MAX)
         return s_op_failed (txn, MDB_BAD_VALSIZE);
     size_t need = S_OP_HEADER + nlen + klen + vlen;
@@ -803,6 +807,34 @@ s_pwrite_all (int fd, const void *buf, size_t count, off_t off)
     return 0;
 }
 
+//  Read the whole of <dir>/wal into *buf (malloc'd, NULL when empty or
+//  absent). Returns 0 (absent: size 0) or -errno.
+static int
+s_read_wal_file (const char *dir, uint8_t **buf, size_t *size)
+{
+    char path [4200];
+    snprintf (path, sizeof path, "%s/wal", dir);
+    *buf = NULL;
+    *size = 0;
+    int fd = open (path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT? 0: -errno;
+    struct stat st;
+    int rc = fstat (fd, &st)? -errno: 0;
+    if (rc == 0 && st.st_size > 0) {
+        *buf = (uint8_t *) malloc ((size_t) st.st_size);
+        rc = *buf? s_pread_all (fd, *buf, (size_t) st.st_size, 0): -ENOMEM;
+        if (rc == 0)
+            *size = (size_t) st.st_size;
+    }
+    close (fd);
+    if (rc) {
+        free (*buf);
+        *buf = NULL;
+    }
+    return rc;
+}
+
 //  Zero bytes [from, to) of fd. Returns 0 or -errno.
 static int
 s_zero_fill (int fd, size_t from, size_t to)
@@ -930,6 +962,16 @@ s_checkpoint (relais_store_t *self)
     return RELAIS_EFATAL;
 }
 
+//  s_checkpoint, once more after a map growth. Returns 0 or a negative code.
+static int
+s_checkpoint_settled (relais_store_t *self)
+{
+    int rc = s_checkpoint (self);
+    if (rc == S_GROWN)
+        rc = s_checkpoint (self);
+    return rc == S_GROWN? 0: rc;
+}
+
 //  Make the current write's record durable. Returns 0, RELAIS_EFULL (not
 //  written; the store goes on) or RELAIS_EFATAL (maybe written, maybe not).
 static int
@@ -1031,6 +1073,7 @@ s_wal_open (relais_store_t *self)
     if (fstat (self->wal_fd, &st))
         return -errno;
     size_t size = (size_t) st.st_size;
+    bool fresh = size == 0;             //  created now: nothing to apply
     if (size < self->wal_size) {
         int rc = s_zero_fill (self->wal_fd, size, self->wal_size);
         if (rc == 0 && fsync (self->wal_fd))
@@ -1047,6 +1090,15 @@ s_wal_open (relais_store_t *self)
     }
     else
         self->wal_size = size;          //  an earlier, larger setting: its records count
+    if (fresh) {
+        MDB_txn *txn;
+        int mrc = mdb_txn_begin (self->env, NULL, MDB_RDONLY, &txn);
+        if (mrc)
+            return s_map_rc (mrc);
+        self->wal_lsn = s_txn_wal_lsn (txn, self->meta);
+        mdb_txn_abort (txn);
+        return 0;
+    }
     uint8_t *buf = (uint8_t *) malloc (self->wal_size);
     int rc = buf? s_pread_all (self->wal_fd, buf, self->wal_size, 0): -ENOMEM;
     for (int attempt = 0; rc == 0; attempt++) {
@@ -1109,9 +1161,7 @@ s_rollback (relais_store_t *self)
     if (self->wal_off == 0)
         return 0;
     int rc = s_parent_restore (self);
-    if (rc == 0 && (rc = s_checkpoint (self)) == S_GROWN)
-        rc = s_checkpoint (self);
-    return rc == S_GROWN? 0: rc;
+    return rc? rc: s_checkpoint_settled (self);
 }
 
 int
@@ -1317,10 +1367,7 @@ relais_store_checkpoint (relais_store_t *self)
     s_require (self, "relais_store_checkpoint needs a store");
     if (!self->parent || self->writing || s_reading || !pthread_equal (self->owner, pthread_self ()))
         return 0;
-    int rc = s_checkpoint (self);
-    if (rc == S_GROWN)
-        rc = s_checkpoint (self);
-    return rc == S_GROWN? 0: rc;
+    return s_checkpoint_settled (self);
 }
 
 void
@@ -1784,21 +1831,15 @@ relais_store_verify (const char *dir, relais_store_info_t *info)
         info->bytes = (size_t) fst.st_size;
     //  Acked since the last checkpoint: records the owner (or its next
     //  start) applies
-    snprintf (path, sizeof path, "%s/wal", dir);
-    int fd = open (path, O_RDONLY | O_CLOEXEC);
-    if (fd >= 0 && fstat (fd, &fst) == 0 && fst.st_size > 0) {
-        size_t size = (size_t) fst.st_size;
-        uint8_t *buf = (uint8_t *) malloc (size);
-        if (buf && s_pread_all (fd, buf, size, 0) == 0) {
-            uint64_t ckpt = s_txn_wal_lsn (txn, meta), last = 0;
-            size_t used = 0;
-            s_wal_apply (NULL, buf, size, ckpt, &last, &used);
-            info->wal_records = last - ckpt;
-        }
-        free (buf);
+    uint8_t *buf;
+    size_t size;
+    if (s_read_wal_file (dir, &buf, &size) == 0 && size) {
+        uint64_t ckpt = s_txn_wal_lsn (txn, meta), last = 0;
+        size_t used = 0;
+        s_wal_apply (NULL, buf, size, ckpt, &last, &used);
+        info->wal_records = last - ckpt;
     }
-    if (fd >= 0)
-        close (fd);
+    free (buf);
     rc = 0;
 done:
     if (cursor)
@@ -1817,20 +1858,9 @@ done:
 static int
 s_backup_wal (const char *dir, const char *dest)
 {
-    char path [4200];
-    snprintf (path, sizeof path, "%s/wal", dir);
-    int fd = open (path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return errno == ENOENT? 0: -errno;
-    struct stat st;
-    uint8_t *buf = NULL;
-    size_t size = 0;
-    int rc = fstat (fd, &st)? -errno: 0;
-    if (rc == 0 && (size = (size_t) st.st_size) > 0) {
-        buf = (uint8_t *) malloc (size);
-        rc = buf? s_pread_all (fd, buf, size, 0): -ENOMEM;
-    }
-    close (fd);
+    uint8_t *buf;
+    size_t size;
+    int rc = s_read_wal_file (dir, &buf, &size);
     MDB_env *env = NULL;
     MDB_txn *txn = NULL;
     MDB_dbi meta;
@@ -1866,6 +1896,7 @@ s_backup_wal (const char *dir, const char *dest)
     if (env)
         mdb_env_close (env);
     free (buf);
+    char path [4200];
     snprintf (path, sizeof path, "%s/lock.mdb", dest);
     unlink (path);
     if (rc == 0 && mrc) {
@@ -2030,11 +2061,9 @@ relais_store_compact (relais_store_t *self, size_t *before, size_t *after)
     if (self->readonly)
         return -EROFS;
     //  The copy reads committed state: everything acked must be in it
-    int ckpt = s_checkpoint (self);
-    if (ckpt == S_GROWN)
-        ckpt = s_checkpoint (self);
+    int ckpt = s_checkpoint_settled (self);
     if (ckpt)
-        return ckpt < 0? ckpt: RELAIS_EFULL;
+        return ckpt;
     char tmp [4096];
     if (snprintf (tmp, sizeof tmp, "%s/compact.tmp", self->dir) >= (int) sizeof tmp)
         return -ENAMETOOLONG;
