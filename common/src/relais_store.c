@@ -727,29 +727,36 @@ s_apply_ops (MDB_txn *txn, s_dbi_cache_t *cache, const uint8_t *p, size_t size, 
     return p == end? 0: MDB_CORRUPTED;
 }
 
-//  Apply (txn NULL: count) the records of buf that follow number after: contiguous from
-//  offset 0, each with a valid checksum and the next number. Sets *last to
-//  the last number applied (after when none) and *used to the bytes they
-//  take. Returns an LMDB code.
+//  Apply (txn NULL: count) the records of buf that follow number after:
+//  contiguous from offset 0, each with a valid checksum and the next number.
+//  With skip_older the walk may start at any number up to after + 1, and
+//  passes over the records up to after without applying them: a log read
+//  beside its owner, who may have checkpointed again before the LMDB copy
+//  it completes was taken. Sets *last to the last number applied (after
+//  when none) and *used to the bytes walked. Returns an LMDB code.
 static int
 s_wal_apply (MDB_txn *txn, const uint8_t *buf, size_t size, uint64_t after,
-             uint64_t *last, size_t *used)
+             bool skip_older, uint64_t *last, size_t *used)
 {
     s_dbi_cache_t cache;
     cache.count = 0;
     size_t off = 0;
-    uint64_t lsn = after;
+    uint64_t lsn = after, prev = 0;
     int rc = 0;
     while (rc == 0 && size - off >= S_WAL_HEADER) {
         const uint8_t *h = buf + off;
         size_t payload = s_get_le32 (h + 4);
+        uint64_t number = s_get_le64 (h + 8);
+        bool next = off? number == prev + 1: skip_older? number <= after + 1: number == after + 1;
         if (s_get_le32 (h) != S_WAL_MAGIC || payload > size - off - S_WAL_HEADER
-        ||  s_get_le64 (h + 8) != lsn + 1 || s_get_le32 (h + 20) != s_record_crc (h, payload))
+        ||  !next || s_get_le32 (h + 20) != s_record_crc (h, payload))
             break;
-        if (txn)                    //  NULL: only count them
+        if (number > after && txn)  //  NULL: only count them
             rc = s_apply_ops (txn, &cache, h + S_WAL_HEADER, payload, s_get_le32 (h + 16));
         if (rc == 0) {
-            lsn++;
+            if (number > after)
+                lsn = number;
+            prev = number;
             off += S_WAL_HEADER + payload;
         }
     }
@@ -891,7 +898,8 @@ s_parent_restore (relais_store_t *self)
         uint64_t last = 0;
         size_t used = 0;
         int mrc = self->wal_off? s_wal_apply (self->parent, buf, self->wal_off,
-                                              s_txn_wal_lsn (self->parent, self->meta), &last, &used): 0;
+                                              s_txn_wal_lsn (self->parent, self->meta), false,
+                                              &last, &used): 0;
         if (mrc == 0 && self->wal_off && (used != self->wal_off || last != self->wal_lsn))
             mrc = MDB_CORRUPTED;
         if (mrc == 0)
@@ -1110,7 +1118,7 @@ s_wal_open (relais_store_t *self)
         }
         uint64_t ckpt = s_txn_wal_lsn (txn, self->meta), last = 0;
         size_t used = 0;
-        mrc = s_wal_apply (txn, buf, self->wal_size, ckpt, &last, &used);
+        mrc = s_wal_apply (txn, buf, self->wal_size, ckpt, false, &last, &used);
         if (mrc == 0 && last > ckpt)
             mrc = s_txn_set_wal_lsn (txn, self->meta, last);
         if (mrc == 0 && last > ckpt)
@@ -1836,7 +1844,7 @@ relais_store_verify (const char *dir, relais_store_info_t *info)
     if (s_read_wal_file (dir, &buf, &size) == 0 && size) {
         uint64_t ckpt = s_txn_wal_lsn (txn, meta), last = 0;
         size_t used = 0;
-        s_wal_apply (NULL, buf, size, ckpt, &last, &used);
+        s_wal_apply (NULL, buf, size, ckpt, true, &last, &used);
         info->wal_records = last - ckpt;
     }
     free (buf);
@@ -1850,21 +1858,26 @@ done:
     return rc;
 }
 
-//  The copy holds the owner's last checkpoint; what was acked since is in
-//  the owner's WAL. Apply the records that follow the copy's checkpoint
-//  (read while the owner may be writing: a record torn by that, or a WAL
-//  that started again after a newer checkpoint, ends the walk - the copy
-//  is then the consistent state of a moment earlier) and commit them.
+//  The copy holds the owner's checkpoint at the moment of the copy; what
+//  was acked since is in the owner's WAL, read (buf, size) BEFORE the copy
+//  was taken. Why before: the owner starts its WAL again at offset 0 after
+//  each checkpoint, so a WAL read after the copy may already hold only
+//  records after a newer checkpoint, and the acked records between the
+//  copy's checkpoint and that one would be in neither. Read before, the
+//  WAL holds every record acked since the checkpoint it started from,
+//  which is not newer than the copy's, unless a checkpoint came during the
+//  read - and that checkpoint, also in the copy, holds all those records.
+//  The records after the copy's checkpoint are applied and committed; a
+//  record torn by a concurrent write (never acked before the backup
+//  began) ends the walk, leaving the consistent state of a moment earlier.
 static int
-s_backup_wal (const char *dir, const char *dest)
+s_backup_wal (const uint8_t *buf, size_t size, const char *dest)
 {
-    uint8_t *buf;
-    size_t size;
-    int rc = s_read_wal_file (dir, &buf, &size);
+    int rc = 0;
     MDB_env *env = NULL;
     MDB_txn *txn = NULL;
     MDB_dbi meta;
-    int mrc = rc || size == 0? 0: mdb_env_create (&env);
+    int mrc = size == 0? 0: mdb_env_create (&env);
     if (env && mrc == 0)
         mrc = mdb_env_set_maxdbs (env, RELAIS_STORE_MAX_DBS + 3);
     if (env && mrc == 0)
@@ -1884,7 +1897,7 @@ s_backup_wal (const char *dir, const char *dest)
     size_t used = 0;
     if (txn && mrc == 0) {
         ckpt = s_txn_wal_lsn (txn, meta);
-        mrc = s_wal_apply (txn, buf, size, ckpt, &last, &used);
+        mrc = s_wal_apply (txn, buf, size, ckpt, true, &last, &used);
     }
     if (txn && mrc == 0 && last > ckpt)
         mrc = s_txn_set_wal_lsn (txn, meta, last);
@@ -1895,7 +1908,6 @@ s_backup_wal (const char *dir, const char *dest)
         mdb_txn_abort (txn);
     if (env)
         mdb_env_close (env);
-    free (buf);
     char path [4200];
     snprintf (path, sizeof path, "%s/lock.mdb", dest);
     unlink (path);
@@ -1909,27 +1921,13 @@ s_backup_wal (const char *dir, const char *dest)
     return rc;
 }
 
-int
-relais_store_backup (const char *dir, const char *dest, relais_store_info_t *info)
+//  The LMDB copy of a backup, synced
+static int
+s_backup_copy (const char *dir, const char *dest)
 {
-    int rc = s_mkdir_p (dest);
-    if (rc) {
-        relais_error ("relais_store: %s: cannot create folder: %s", dest, strerror (-rc));
-        return rc;
-    }
-    DIR *folder = opendir (dest);
-    if (!folder)
-        return -errno;
-    bool empty = true;
-    for (struct dirent *entry; (entry = readdir (folder)) && empty; )
-        empty = strcmp (entry->d_name, ".") == 0 || strcmp (entry->d_name, "..") == 0;
-    closedir (folder);
-    if (!empty) {
-        relais_error ("relais_store: %s: the backup folder is not empty", dest);
-        return -EEXIST;
-    }
     MDB_env *env;
-    if ((rc = s_open_readonly (dir, &env)))
+    int rc = s_open_readonly (dir, &env);
+    if (rc)
         return rc;
     //  One read transaction for the whole copy: a consistent snapshot of
     //  the last commit, while the owner goes on writing
@@ -1952,15 +1950,49 @@ relais_store_backup (const char *dir, const char *dest, relais_store_info_t *inf
         return rc;
     }
     close (fd);
-    if ((rc = s_backup_wal (dir, dest)))
+    return 0;
+}
+
+int
+relais_store_backup (const char *dir, const char *dest, relais_store_info_t *info)
+{
+    int rc = s_mkdir_p (dest);
+    if (rc) {
+        relais_error ("relais_store: %s: cannot create folder: %s", dest, strerror (-rc));
         return rc;
-    fd = open (dest, O_RDONLY | O_DIRECTORY);
+    }
+    DIR *folder = opendir (dest);
+    if (!folder)
+        return -errno;
+    bool empty = true;
+    for (struct dirent *entry; (entry = readdir (folder)) && empty; )
+        empty = strcmp (entry->d_name, ".") == 0 || strcmp (entry->d_name, "..") == 0;
+    closedir (folder);
+    if (!empty) {
+        relais_error ("relais_store: %s: the backup folder is not empty", dest);
+        return -EEXIST;
+    }
+    //  The WAL first, then the copy (see s_backup_wal)
+    uint8_t *wal;
+    size_t wal_size;
+    if ((rc = s_read_wal_file (dir, &wal, &wal_size))) {
+        relais_error ("relais_store: %s: cannot read the write-ahead log: %s", dir, strerror (-rc));
+        return rc;
+    }
+    rc = s_backup_copy (dir, dest);
+    if (rc == 0)
+        rc = s_backup_wal (wal, wal_size, dest);
+    free (wal);
+    if (rc)
+        return rc;
+    int fd = open (dest, O_RDONLY | O_DIRECTORY);
     if (fd >= 0) {
         fsync (fd);
         close (fd);
     }
     return relais_store_verify (dest, info);
 }
+
 
 //  ---------------------------------------------------------------------------
 //  Compaction: a logical copy into a fresh environment, then a swap

@@ -2,7 +2,8 @@
     test_store_wal - relais_store's write-ahead log: what an ack promises
     survives a kill -9 at any point, a torn record ends recovery without
     taking earlier ones, a failed write leaves no trace in it, a backup of
-    a live store holds what was acked since the checkpoint, a write larger
+    a live store holds what was acked since the checkpoint - also when
+    the owner checkpoints while the backup runs - a write larger
     than the log goes straight to LMDB, one writer per store, a reader
     beside the owner sees its last checkpoint and one without an owner
     recovers the log first.
@@ -22,6 +23,7 @@
 #include <ftw.h>
 #include <signal.h>
 #include <stdint.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -77,10 +79,12 @@ s_write (relais_store_t *store, int n, size_t size, bool fail)
     return relais_store_write (store, s_write_one, &one);
 }
 
+#define S_BUSY_MAX 20000
+
 //  What a reader finds: which of keys [0, n) exist, and the log's last
 typedef struct {
     int n;
-    bool present [2000];
+    bool present [S_BUSY_MAX];
     uint64_t last;
 } s_seen_t;
 
@@ -313,6 +317,64 @@ test_backup_live (void)
 }
 
 //  ---------------------------------------------------------------------------
+//  Backups of a store whose owner writes without pause and checkpoints every
+//  fourth write (so a checkpoint, which starts the log again, falls between
+//  almost any two moments of a backup): each holds every write acked before
+//  it began, and is a consistent prefix - its log and its keys agree
+
+static void
+test_backup_busy (void)
+{
+    volatile uint64_t *shared = (volatile uint64_t *) mmap (NULL, 4096, PROT_READ | PROT_WRITE,
+                                                            MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    CHECK (shared != MAP_FAILED);
+    shared [0] = 0;                 //  writes acked
+    shared [1] = 0;                 //  1: stop
+    fflush (NULL);
+    pid_t pid = fork ();
+    CHECK (pid >= 0);
+    if (pid == 0) {
+        relais_store_t *store = s_open ("busy", 64 << 10);
+        CHECK (store);
+        for (int i = 0; i < S_BUSY_MAX && !shared [1]; i++) {
+            CHECK_OK (s_write (store, i, 300, false));
+            __atomic_store_n (&shared [0], (uint64_t) i + 1, __ATOMIC_SEQ_CST);
+            if (i % 4 == 3)
+                CHECK_OK (relais_store_checkpoint (store));
+        }
+        relais_store_destroy (&store);
+        _exit (0);
+    }
+    int rounds = 0;
+    for (; rounds < 12; rounds++) {
+        while (__atomic_load_n (&shared [0], __ATOMIC_SEQ_CST) < 50)
+            usleep (1000);
+        uint64_t acked = __atomic_load_n (&shared [0], __ATOMIC_SEQ_CST);
+        if (acked + 2000 > S_BUSY_MAX)
+            break;                  //  the child is about to run out of keys
+        char name [64];
+        snprintf (name, sizeof name, "busy-copy-%d", rounds);
+        char dest [700];
+        snprintf (dest, sizeof dest, "%s", s_dir (name));
+        relais_store_info_t info;
+        CHECK_OK (relais_store_backup (s_dir ("busy"), dest, &info));
+        CHECK (info.log_last >= acked && info.wal_records == 0);
+        relais_store_t *copy = s_open (name, 0);
+        CHECK (copy);
+        s_seen_t *seen = s_seen (copy, S_BUSY_MAX);
+        CHECK (seen->last == info.log_last);
+        for (uint64_t i = 0; i < S_BUSY_MAX; i++)
+            CHECK (seen->present [i] == (i < seen->last));
+        relais_store_destroy (&copy);
+    }
+    shared [1] = 1;
+    int status;
+    CHECK (waitpid (pid, &status, 0) == pid && WIFEXITED (status) && WEXITSTATUS (status) == 0);
+    CHECK (rounds >= 3);
+    munmap ((void *) shared, 4096);
+}
+
+//  ---------------------------------------------------------------------------
 //  A write larger than the log is committed to LMDB at once; one writer
 
 static void
@@ -360,6 +422,7 @@ main (void)
     RUN (test_torn);
     RUN (test_failed_write);
     RUN (test_backup_live);
+    RUN (test_backup_busy);
     RUN (test_large_and_busy);
     nftw (s_root, s_remove_one, 16, FTW_DEPTH | FTW_PHYS);
     printf ("test_store_wal: OK\n");
