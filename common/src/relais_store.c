@@ -111,6 +111,9 @@ struct relais_store_t {
     bool readonly;                  //  ... while an owner had it: no writes
     bool parent_dirty;              //  the parent holds changes to commit
     uint64_t checkpoints, records;
+    int readers_fd;                 //  reader: <dir>/readers.lock, held shared
+    bool compact_pending;           //  a compaction waits for readers to go
+    bool compact_told;              //  ... and the log said so once
 };
 
 //  Read callbacks of this thread in progress: a write from inside one could
@@ -296,6 +299,95 @@ s_open_dbs (relais_store_t *self)
 
 //  Create and open self->env in self->dir, then its databases. Returns 0
 //  or a negative code after logging why (self->env may then be set).
+//  ---------------------------------------------------------------------------
+//  Other processes beside the owner (dumps, backups, verify). LMDB shares
+//  its lock file (lock.mdb) between every process that has the environment
+//  open, and that file records the last transaction of the data.mdb it was
+//  set up for. Compaction swaps in a new data.mdb: a process that still
+//  holds lock.mdb then makes every later opener read the new file through
+//  the old record - LMDB picks the wrong meta page, sees an older or empty
+//  tree, and an owner would write on top of it. Two defences:
+//  - <dir>/readers.lock: our readers hold it shared (flock) for as long as
+//    their environment is open; the owner compacts only when it can take
+//    it exclusively, else the compaction waits for relais_store_tick.
+//  - s_lock_current: any opener, owner or reader, compares the transaction
+//    lock.mdb records with the newest one in data.mdb itself (read through
+//    a second, lock-free environment) and refuses a lock file set up for
+//    another data.mdb (a foreign tool such as mdb_stat kept it open over a
+//    compaction): the owner stops rather than lose the store.
+
+//  Take <dir>/readers.lock, shared (waits up to 30 s for a compaction's
+//  swap) or exclusive (no wait). Returns the fd; -1 when the file cannot
+//  be created (a read-only folder: no compaction runs there either) or
+//  cannot be locked, to go on without it; or -EBUSY.
+static int
+s_readers_lock (const char *dir, bool exclusive)
+{
+    char path [4200];
+    snprintf (path, sizeof path, "%s/readers.lock", dir);
+    int fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        fd = open (path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    bool busy = false;
+    for (int attempt = 0; attempt < (exclusive? 1: 3000); attempt++) {
+        if (flock (fd, (exclusive? LOCK_EX: LOCK_SH) | LOCK_NB) == 0)
+            return fd;
+        if (errno == EINTR) {
+            attempt--;
+            continue;
+        }
+        busy = errno == EWOULDBLOCK;
+        if (!busy)
+            break;                  //  flock unsupported here: go without
+        if (busy && !exclusive)
+            usleep (10000);
+    }
+    close (fd);
+    if (busy && !exclusive)
+        relais_error ("relais_store: %s: still being compacted after 30 s", dir);
+    return busy? -EBUSY: -1;
+}
+
+static void
+s_readers_unlock (int *fd)
+{
+    if (*fd >= 0)
+        close (*fd);
+    *fd = -1;
+}
+
+//  The transaction that env's lock file records as the newest must not be
+//  newer than the newest in data.mdb (read in that order: an owner may
+//  commit in between, never the other way round). Returns 0, or -EBUSY
+//  (logged) when the lock file was set up for another data.mdb.
+static int
+s_lock_current (const char *dir, MDB_env *env)
+{
+    MDB_txn *txn;
+    if (mdb_txn_begin (env, NULL, MDB_RDONLY, &txn))
+        return 0;                   //  the caller's own reads will say why
+    size_t locked = mdb_txn_id (txn);
+    mdb_txn_abort (txn);
+    MDB_env *file = NULL;
+    size_t newest = locked;
+    if (mdb_env_create (&file) == 0
+    &&  mdb_env_open (file, dir, MDB_RDONLY | MDB_NOLOCK | MDB_NOTLS, 0600) == 0
+    &&  mdb_txn_begin (file, NULL, MDB_RDONLY, &txn) == 0) {
+        newest = mdb_txn_id (txn);
+        mdb_txn_abort (txn);
+    }
+    if (file)
+        mdb_env_close (file);
+    if (locked <= newest)
+        return 0;
+    relais_error ("relais_store: %s: lock.mdb is held by a process that opened the store before "
+                  "a compaction (it records transaction %zu, data.mdb ends at %zu): stop that "
+                  "process (a tool such as mdb_stat?), then start again", dir, locked, newest);
+    return -EBUSY;
+}
+
 static int
 s_open_env (relais_store_t *self)
 {
@@ -333,6 +425,8 @@ s_open_env (relais_store_t *self)
         relais_error ("relais_store: %s: cannot open: %s", self->dir, mdb_strerror (rc));
         return s_map_rc (rc);
     }
+    if ((rc = s_lock_current (self->dir, self->env)))
+        return rc;
     s_refresh_map_size (self);
     if (self->map_max < self->map_size)
         self->map_max = self->map_size;
@@ -354,6 +448,7 @@ s_store_new (const char *dir, const relais_store_opts_t *opts, bool reader)
     self->reader = reader;
     self->dir = strdup (dir);
     self->wal_fd = -1;
+    self->readers_fd = -1;
     self->wal_size = opts && opts->wal_size? opts->wal_size: S_WAL_SIZE_DEFAULT;
     if (self->wal_size < S_WAL_SIZE_MIN)
         self->wal_size = S_WAL_SIZE_MIN;
@@ -395,11 +490,20 @@ s_store_new (const char *dir, const relais_store_opts_t *opts, bool reader)
         relais_store_destroy (&self);
         return NULL;
     }
+    if (reader && (self->readers_fd = s_readers_lock (dir, false)) == -EBUSY) {
+        relais_store_destroy (&self);
+        return NULL;
+    }
     if (s_wal_lock (self) || s_open_env (self) || (!self->readonly && s_wal_open (self))) {
         relais_store_destroy (&self);
         return NULL;
     }
     s_reader_unlock (self);
+    if (!self->readonly) {
+        char path [4200];
+        snprintf (path, sizeof path, "%s/compact.pending", dir);
+        self->compact_pending = access (path, F_OK) == 0;
+    }
     relais_debug ("store open dir=%s map_size=%zu dbs=%d", dir, self->map_size, self->ndbs);
     return self;
 }
@@ -433,6 +537,7 @@ relais_store_destroy (relais_store_t **self_p)
     free (self->ops);
     if (self->env)
         mdb_env_close (self->env);
+    s_readers_unlock (&self->readers_fd);
     for (int i = 0; i < self->ndbs; i++)
         free (self->names [i]);
     if (self->rwlock_ok)
@@ -1358,6 +1463,11 @@ relais_store_tick (relais_store_t *self)
 {
     s_require (self, "relais_store_tick needs a store");
     relais_store_checkpoint (self);
+    //  A compaction that waited for readers (erased bytes still in
+    //  data.mdb) runs once they are gone
+    if (self->compact_pending && !self->writing && s_reading == 0 && !self->broken
+    &&  relais_store_compact (self, NULL, NULL) == RELAIS_EFATAL)
+        relais_error ("relais_store: %s: the postponed compaction failed", self->dir);
     int dead = 0;
     int rc = mdb_reader_check (self->env, &dead);
     if (rc) {
@@ -1722,9 +1832,14 @@ relais_key_to_u64 (const void *key)
 //  Backup and verification: operator tools that open an environment
 //  another process may own, read-only, and never write to it.
 
+//  Open dir's environment read-only, holding readers.lock shared in
+//  *lock_fd until the caller closes both (s_close_readonly).
 static int
-s_open_readonly (const char *dir, MDB_env **env_p)
+s_open_readonly (const char *dir, MDB_env **env_p, int *lock_fd)
 {
+    *lock_fd = s_readers_lock (dir, false);
+    if (*lock_fd == -EBUSY)
+        return -EBUSY;
     MDB_env *env = NULL;
     int rc = mdb_env_create (&env);
     if (rc == 0)
@@ -1733,14 +1848,24 @@ s_open_readonly (const char *dir, MDB_env **env_p)
         rc = mdb_env_set_maxreaders (env, S_MAX_READERS);
     if (rc == 0)
         rc = mdb_env_open (env, dir, MDB_RDONLY | MDB_NOTLS, 0600);
-    if (rc) {
+    if (rc)
         relais_error ("relais_store: %s: cannot open read-only: %s", dir, mdb_strerror (rc));
+    rc = rc? s_map_rc (rc): s_lock_current (dir, env);
+    if (rc) {
         if (env)
             mdb_env_close (env);
-        return s_map_rc (rc);
+        s_readers_unlock (lock_fd);
+        return rc;
     }
     *env_p = env;
     return 0;
+}
+
+static void
+s_close_readonly (MDB_env *env, int *lock_fd)
+{
+    mdb_env_close (env);
+    s_readers_unlock (lock_fd);
 }
 
 static int
@@ -1769,7 +1894,8 @@ relais_store_verify (const char *dir, relais_store_info_t *info)
         info = &local;
     memset (info, 0, sizeof *info);
     MDB_env *env;
-    int rc = s_open_readonly (dir, &env);
+    int lock_fd;
+    int rc = s_open_readonly (dir, &env, &lock_fd);
     if (rc)
         return rc;
     MDB_txn *txn = NULL;
@@ -1854,7 +1980,7 @@ done:
         mdb_cursor_close (cursor);
     if (txn)
         mdb_txn_abort (txn);
-    mdb_env_close (env);
+    s_close_readonly (env, &lock_fd);
     return rc;
 }
 
@@ -1926,13 +2052,14 @@ static int
 s_backup_copy (const char *dir, const char *dest)
 {
     MDB_env *env;
-    int rc = s_open_readonly (dir, &env);
+    int lock_fd;
+    int rc = s_open_readonly (dir, &env, &lock_fd);
     if (rc)
         return rc;
     //  One read transaction for the whole copy: a consistent snapshot of
     //  the last commit, while the owner goes on writing
     rc = mdb_env_copy2 (env, dest, MDB_CP_COMPACT);
-    mdb_env_close (env);
+    s_close_readonly (env, &lock_fd);
     if (rc) {
         relais_error ("relais_store: %s: copy to %s failed: %s", dir, dest, mdb_strerror (rc));
         return s_map_rc (rc);
@@ -2083,6 +2210,24 @@ s_compact_copy (relais_store_t *self, const char *tmp, uint64_t *txnid)
     return rc;
 }
 
+static int s_compact_swap (relais_store_t *self, size_t *before, size_t *after);
+
+//  <dir>/compact.pending: a postponed compaction outlives a restart
+static void
+s_compact_mark (relais_store_t *self, bool pending)
+{
+    char path [4200];
+    snprintf (path, sizeof path, "%s/compact.pending", self->dir);
+    if (pending) {
+        int fd = open (path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        if (fd >= 0)
+            close (fd);
+    }
+    else
+        unlink (path);
+    self->compact_pending = pending;
+}
+
 int
 relais_store_compact (relais_store_t *self, size_t *before, size_t *after)
 {
@@ -2092,6 +2237,32 @@ relais_store_compact (relais_store_t *self, size_t *before, size_t *after)
         return RELAIS_EFATAL;
     if (self->readonly)
         return -EROFS;
+    //  No reader of ours may have the environment open over the swap (see
+    //  s_readers_lock); while one has, the compaction waits for
+    //  relais_store_tick. Readers that come meanwhile wait for the swap.
+    int readers = s_readers_lock (self->dir, true);
+    if (readers == -EBUSY) {
+        if (!self->compact_told)
+            relais_notice ("store compaction postponed dir=%s: a backup or dump has it open; "
+                           "it runs once they are done", self->dir);
+        if (!self->compact_pending)
+            s_compact_mark (self, true);
+        self->compact_told = true;
+        return -EBUSY;
+    }
+    int rc = s_compact_swap (self, before, after);
+    s_readers_unlock (&readers);
+    if (rc == 0 && self->compact_pending)
+        s_compact_mark (self, false);
+    if (rc == 0)
+        self->compact_told = false;
+    return rc;
+}
+
+//  The compaction itself, readers.lock held exclusively
+static int
+s_compact_swap (relais_store_t *self, size_t *before, size_t *after)
+{
     //  The copy reads committed state: everything acked must be in it
     int ckpt = s_checkpoint_settled (self);
     if (ckpt)

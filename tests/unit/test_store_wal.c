@@ -6,7 +6,9 @@
     the owner checkpoints while the backup runs - a write larger
     than the log goes straight to LMDB, one writer per store, a reader
     beside the owner sees its last checkpoint and one without an owner
-    recovers the log first.
+    recovers the log first; compaction waits while a reader has the store
+    open, and a foreign process holding LMDB's lock file over a compaction
+    makes the owner refuse to open, never read the store as empty.
 
     A child process plays the service and is killed with SIGKILL (nothing
     of its parent transaction is ever committed by it); the test then opens
@@ -17,6 +19,8 @@
 #include "relais_store.h"
 #include "relais_log.h"
 #include "relais_test.h"
+
+#include <lmdb.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -375,6 +379,129 @@ test_backup_busy (void)
 }
 
 //  ---------------------------------------------------------------------------
+//  Compaction beside other processes. A reader of ours (a dump) holds the
+//  store open: the compaction waits (-EBUSY, compact.pending), writes go
+//  on, and relais_store_tick compacts once the reader is gone. A foreign
+//  process (raw LMDB, like mdb_stat) holding lock.mdb over a compaction:
+//  the owner stops (RELAIS_EFATAL), refuses to open again while that
+//  process lives - LMDB would read the new data.mdb through the old lock
+//  record, as an empty store - and finds everything once it is gone.
+
+static ino_t
+s_data_inode (const char *name)
+{
+    char path [700];
+    snprintf (path, sizeof path, "%s/data.mdb", s_dir (name));
+    struct stat st;
+    CHECK (stat (path, &st) == 0);
+    return st.st_ino;
+}
+
+//  A child that waits for "go", opens name (reader: ours; else raw LMDB),
+//  says "r", and closes on "q"
+static pid_t
+s_holder (const char *name, bool ours, int go [2], int ready [2], int quit [2])
+{
+    CHECK (pipe (go) == 0 && pipe (ready) == 0 && pipe (quit) == 0);
+    fflush (NULL);
+    pid_t pid = fork ();
+    CHECK (pid >= 0);
+    if (pid == 0) {
+        close (go [1]);             //  a parent that fails ends this child
+        close (ready [0]);
+        close (quit [1]);
+        char c;
+        CHECK (read (go [0], &c, 1) == 1);
+        relais_store_t *reader = NULL;
+        MDB_env *env = NULL;
+        if (ours) {
+            relais_store_opts_t opts = { 1 << 20, 0, s_dbs, 0 };
+            reader = relais_store_open_reader (s_dir (name), &opts);
+            CHECK (reader);
+        }
+        else {
+            CHECK (mdb_env_create (&env) == 0);
+            CHECK (mdb_env_set_maxdbs (env, 8) == 0);
+            CHECK (mdb_env_open (env, s_dir (name), MDB_RDONLY | MDB_NOTLS, 0600) == 0);
+        }
+        CHECK (write (ready [1], "r", 1) == 1);
+        CHECK (read (quit [0], &c, 1) == 1);
+        relais_store_destroy (&reader);
+        if (env)
+            mdb_env_close (env);
+        _exit (0);
+    }
+    return pid;
+}
+
+static void
+s_holder_end (pid_t pid, int go [2], int ready [2], int quit [2])
+{
+    CHECK (write (quit [1], "q", 1) == 1);
+    int status;
+    CHECK (waitpid (pid, &status, 0) == pid && WIFEXITED (status) && WEXITSTATUS (status) == 0);
+    close (go [0]); close (go [1]); close (ready [0]); close (ready [1]);
+    close (quit [0]); close (quit [1]);
+}
+
+static void
+test_compact_beside_readers (void)
+{
+    int go [2], ready [2], quit [2];
+    char c;
+    //  A reader of ours: the compaction waits for it
+    pid_t pid = s_holder ("beside", true, go, ready, quit);
+    relais_store_t *store = s_open ("beside", 0);
+    CHECK (store);
+    for (int i = 0; i < 300; i++)
+        CHECK_OK (s_write (store, i, 300, false));
+    CHECK (write (go [1], "g", 1) == 1);
+    CHECK (read (ready [0], &c, 1) == 1);
+    ino_t before = s_data_inode ("beside");
+    CHECK (relais_store_compact (store, NULL, NULL) == -EBUSY);
+    char pending [700];
+    snprintf (pending, sizeof pending, "%s/compact.pending", s_dir ("beside"));
+    CHECK (access (pending, F_OK) == 0);
+    relais_store_tick (store);                  //  still open: still waiting
+    CHECK (s_data_inode ("beside") == before);
+    for (int i = 300; i < 400; i++)
+        CHECK_OK (s_write (store, i, 300, false));
+    s_holder_end (pid, go, ready, quit);
+    relais_store_tick (store);                  //  gone: compacted now
+    CHECK (s_data_inode ("beside") != before);
+    CHECK (access (pending, F_OK) != 0);
+    s_seen_t *seen = s_seen (store, 400);
+    for (int i = 0; i < 400; i++)
+        CHECK (seen->present [i]);
+    CHECK (seen->last == 400);
+    relais_store_destroy (&store);
+
+    //  A foreign process holding lock.mdb over the swap
+    pid = s_holder ("foreign", false, go, ready, quit);
+    store = s_open ("foreign", 0);
+    CHECK (store);
+    for (int i = 0; i < 300; i++) {
+        CHECK_OK (s_write (store, i, 300, false));
+        if (i % 50 == 0)
+            CHECK_OK (relais_store_checkpoint (store));
+    }
+    CHECK (write (go [1], "g", 1) == 1);
+    CHECK (read (ready [0], &c, 1) == 1);
+    CHECK (relais_store_compact (store, NULL, NULL) == RELAIS_EFATAL);
+    relais_store_destroy (&store);
+    CHECK (s_open ("foreign", 0) == NULL);      //  refused, not empty
+    s_holder_end (pid, go, ready, quit);
+    store = s_open ("foreign", 0);
+    CHECK (store);
+    seen = s_seen (store, 300);
+    for (int i = 0; i < 300; i++)
+        CHECK (seen->present [i]);
+    CHECK (seen->last == 300);
+    CHECK_OK (s_write (store, 300, 300, false));
+    relais_store_destroy (&store);
+}
+
+//  ---------------------------------------------------------------------------
 //  A write larger than the log is committed to LMDB at once; one writer
 
 static void
@@ -423,6 +550,7 @@ main (void)
     RUN (test_failed_write);
     RUN (test_backup_live);
     RUN (test_backup_busy);
+    RUN (test_compact_beside_readers);
     RUN (test_large_and_busy);
     nftw (s_root, s_remove_one, 16, FTW_DEPTH | FTW_PHYS);
     printf ("test_store_wal: OK\n");
