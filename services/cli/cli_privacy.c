@@ -140,17 +140,18 @@ s_print (const char *svc, const s_args_t *args, const msgpack_object *root)
     const msgpack_object *dry = relais_msg_get (root, "dry_run");
     bool dry_run = dry && dry->type == MSGPACK_OBJECT_BOOLEAN && dry->via.boolean;
     const msgpack_object *compacted = relais_msg_get (root, "compacted");
+    //  Not compacted with something scrubbed: the bytes are still in its
+    //  data.mdb (a backup or dump had it open: it compacts once they are done)
+    const char *store = compacted && compacted->type == MSGPACK_OBJECT_BOOLEAN
+                        && compacted->via.boolean? ", store compacted"
+                      : s_uint (root, "count")? ", store not compacted yet (see the service's log)": "";
     if (dry_run)
         printf (", dry run: nothing changed\n");
     else
     if (plans)
-        printf (", %llu texts removed%s\n", (unsigned long long) s_uint (root, "texts_removed"),
-                compacted && compacted->type == MSGPACK_OBJECT_BOOLEAN && compacted->via.boolean
-                ? ", store compacted": "");
+        printf (", %llu texts removed%s\n", (unsigned long long) s_uint (root, "texts_removed"), store);
     else
-        printf (", %llu people removed%s\n", (unsigned long long) s_uint (root, "people_removed"),
-                compacted && compacted->type == MSGPACK_OBJECT_BOOLEAN && compacted->via.boolean
-                ? ", store compacted": "");
+        printf (", %llu people removed%s\n", (unsigned long long) s_uint (root, "people_removed"), store);
 }
 
 //  Ask one service. Returns CLI_OK or CLI_FAILED after saying why.
