@@ -31,6 +31,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peers import intake_config  # noqa: E402  (one intake config for both benchmarks)
+
 
 def free_port_block(n=4):
     """A first port p with p..p+n-1 free on 127.0.0.1."""
@@ -58,15 +61,7 @@ def free_port_block(n=4):
 def run_once(args, count, out_file):
     port = free_port_block()
     folder = tempfile.mkdtemp(prefix="intake-cpu-", dir=args.dir)
-    var = os.path.join(folder, "var")
-    os.mkdir(var, 0o700)
-    ep = {k: f"tcp://127.0.0.1:{port + i}" for i, k in enumerate(["submit", "pub", "fetch", "records"])}
-    config = os.path.join(folder, "relais.cfg")
-    with open(config, "w") as f:
-        f.write("#   intake_cpu.py: intake alone, CURVE off, tcp on loopback\n"
-                f"relais\n    data = \"{var}\"\nintake\n"
-                + "".join(f"    {k} = \"{v}\"\n" for k, v in ep.items())
-                + f"    heartbeat = 1s\n    person_key_file = \"{var}/intake.key\"\n")
+    config, ep = intake_config(folder, port, "intake_cpu.py")
     argv = [os.path.abspath(args.intake), "--config", config]
     wrapped = False                     # perf runs intake as its child
     if args.tool == "callgrind":

@@ -145,6 +145,22 @@ def port_free(port):
             return False
 
 
+def intake_config(folder, port, who):
+    """Writes folder/relais.cfg for intake alone on 127.0.0.1:port..port+3
+    (CURVE off, as the demo) with its data in folder/var; returns (config
+    path, endpoints). Also used by intake_cpu.py."""
+    var = os.path.join(folder, "var")
+    os.mkdir(var, 0o700)
+    ep = {k: f"tcp://127.0.0.1:{port + i}" for i, k in enumerate(["submit", "pub", "fetch", "records"])}
+    config = os.path.join(folder, "relais.cfg")
+    with open(config, "w") as f:
+        f.write(f"#   {who}: intake alone, CURVE off (as the demo), tcp on loopback\n"
+                f"relais\n    data = \"{var}\"\nintake\n"
+                + "".join(f"    {k} = \"{v}\"\n" for k, v in ep.items())
+                + f"    heartbeat = 1s\n    person_key_file = \"{var}/intake.key\"\n")
+    return config, ep
+
+
 def start_server(system, folder, args):
     """Starts one server in folder; returns (proc, peerbench endpoint args)."""
     port = PORTS[system]
@@ -154,21 +170,7 @@ def start_server(system, folder, args):
             raise RuntimeError(f"127.0.0.1:{p} is in use: is another {system} running? "
                                "(peers.py never stops a server it did not start)")
     if system == "relais":
-        var = os.path.join(folder, "var")
-        os.mkdir(var, 0o700)
-        ep = {k: f"tcp://127.0.0.1:{port + i}" for i, k in enumerate(["submit", "pub", "fetch", "records"])}
-        config = os.path.join(folder, "relais.cfg")
-        with open(config, "w") as f:
-            f.write("#   peers.py: intake alone, CURVE off (as the demo), tcp on loopback\n"
-                    "relais\n"
-                    f"    data = \"{var}\"\n"
-                    "intake\n"
-                    f"    submit = \"{ep['submit']}\"\n"
-                    f"    pub = \"{ep['pub']}\"\n"
-                    f"    fetch = \"{ep['fetch']}\"\n"
-                    f"    records = \"{ep['records']}\"\n"
-                    "    heartbeat = 1s\n"
-                    f"    person_key_file = \"{var}/intake.key\"\n")
+        config, ep = intake_config(folder, port, "peers.py")
         proc = start("relais", [args.intake, "--config", config], folder)
         wait_port(proc, "relais", ports[2], folder)
         return proc, ["--endpoint", ep["submit"], "--pub", ep["pub"], "--fetch", ep["fetch"]]
