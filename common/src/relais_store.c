@@ -113,7 +113,6 @@ struct relais_store_t {
     uint64_t checkpoints, records;
     int readers_fd;                 //  reader: <dir>/readers.lock, held shared
     bool compact_pending;           //  a compaction waits for readers to go
-    bool compact_told;              //  ... and the log said so once
 };
 
 //  Read callbacks of this thread in progress: a write from inside one could
@@ -331,18 +330,15 @@ s_readers_lock (const char *dir, bool exclusive)
     if (fd < 0)
         return -1;
     bool busy = false;
-    for (int attempt = 0; attempt < (exclusive? 1: 3000); attempt++) {
+    for (int tries = exclusive? 1: 3000; ; ) {
         if (flock (fd, (exclusive? LOCK_EX: LOCK_SH) | LOCK_NB) == 0)
             return fd;
-        if (errno == EINTR) {
-            attempt--;
+        if (errno == EINTR)
             continue;
-        }
         busy = errno == EWOULDBLOCK;
-        if (!busy)
-            break;                  //  flock unsupported here: go without
-        if (busy && !exclusive)
-            usleep (10000);
+        if (!busy || --tries == 0)
+            break;                  //  not busy: flock unsupported here, go without
+        usleep (10000);
     }
     close (fd);
     if (busy && !exclusive)
@@ -1999,7 +1995,6 @@ done:
 static int
 s_backup_wal (const uint8_t *buf, size_t size, const char *dest)
 {
-    int rc = 0;
     MDB_env *env = NULL;
     MDB_txn *txn = NULL;
     MDB_dbi meta;
@@ -2037,14 +2032,14 @@ s_backup_wal (const uint8_t *buf, size_t size, const char *dest)
     char path [4200];
     snprintf (path, sizeof path, "%s/lock.mdb", dest);
     unlink (path);
-    if (rc == 0 && mrc) {
+    if (mrc) {
         relais_error ("relais_store: %s: cannot apply the write-ahead log to the copy: %s",
                       dest, mdb_strerror (mrc));
-        rc = s_map_rc (mrc);
+        return s_map_rc (mrc);
     }
-    if (rc == 0 && last > ckpt)
+    if (last > ckpt)
         relais_debug ("store backup dir=%s wal_records=%llu", dest, (unsigned long long) (last - ckpt));
-    return rc;
+    return 0;
 }
 
 //  The LMDB copy of a backup, synced
@@ -2174,7 +2169,7 @@ s_copy_db (MDB_txn *src, MDB_txn *dst, const char *name)
 
 //  Build tmp/data.mdb from the committed state of self. Returns an LMDB code.
 static int
-s_compact_copy (relais_store_t *self, const char *tmp, uint64_t *txnid)
+s_compact_copy (relais_store_t *self, const char *tmp)
 {
     MDB_env *env = NULL;
     int rc = mdb_env_create (&env);
@@ -2202,9 +2197,6 @@ s_compact_copy (relais_store_t *self, const char *tmp, uint64_t *txnid)
     }
     if (dst)
         mdb_txn_abort (dst);
-    MDB_envinfo info;
-    if (rc == 0 && (rc = mdb_env_info (env, &info)) == 0)
-        *txnid = info.me_last_txnid;
     if (env)
         mdb_env_close (env);
     return rc;
@@ -2242,20 +2234,17 @@ relais_store_compact (relais_store_t *self, size_t *before, size_t *after)
     //  relais_store_tick. Readers that come meanwhile wait for the swap.
     int readers = s_readers_lock (self->dir, true);
     if (readers == -EBUSY) {
-        if (!self->compact_told)
+        if (!self->compact_pending) {
             relais_notice ("store compaction postponed dir=%s: a backup or dump has it open; "
                            "it runs once they are done", self->dir);
-        if (!self->compact_pending)
             s_compact_mark (self, true);
-        self->compact_told = true;
+        }
         return -EBUSY;
     }
     int rc = s_compact_swap (self, before, after);
     s_readers_unlock (&readers);
     if (rc == 0 && self->compact_pending)
         s_compact_mark (self, false);
-    if (rc == 0)
-        self->compact_told = false;
     return rc;
 }
 
@@ -2277,8 +2266,7 @@ s_compact_swap (relais_store_t *self, size_t *before, size_t *after)
         return rc;
     }
     size_t size_before = s_file_size (self->dir);
-    uint64_t txnid = 0;
-    int rc = s_compact_copy (self, tmp, &txnid);
+    int rc = s_compact_copy (self, tmp);
     if (rc) {
         relais_error ("relais_store: %s: compaction copy failed: %s", self->dir, mdb_strerror (rc));
         s_remove_tmp (tmp);
@@ -2303,17 +2291,9 @@ s_compact_swap (relais_store_t *self, size_t *before, size_t *after)
         relais_error ("relais_store: %s: cannot swap in the compacted copy: %s",
                       self->dir, strerror (-swapped));
     s_remove_tmp (tmp);
+    //  A foreign process that kept lock.mdb over the swap: s_open_env's
+    //  s_lock_current refuses to go on
     rc = s_open_env (self);
-    if (rc == 0 && swapped == 0) {
-        //  Another process holding lock.mdb keeps the old file's txnid in
-        //  it, and LMDB would then pick the wrong meta page: refuse to go on
-        MDB_envinfo info;
-        if (mdb_env_info (self->env, &info) || info.me_last_txnid != txnid) {
-            relais_error ("relais_store: %s: another process had the store open during compaction",
-                          self->dir);
-            rc = RELAIS_EFATAL;
-        }
-    }
     pthread_rwlock_unlock (&self->remap);
     if (rc) {
         relais_error ("relais_store: %s: cannot reopen after compaction: %s", self->dir,
